@@ -1,0 +1,1 @@
+"""mlcore: the CNN-LSTM captioner and caption-to-hashtag extraction (imports nothing from Django)."""

