@@ -1,0 +1,133 @@
+"""Images in, captions and hashtags out: the one object the Django app and the CLI use."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, ArtifactInfo, load_artifact
+from mlcore.decoding import CaptionSet, StepDecoder
+from mlcore.extractor import ExtractorConfig, Hashtag, extract_hashtags
+from mlcore.images import ImageError, load_image
+
+__all__ = ["Captioner", "CaptionSet", "Suggestion", "ArtifactError", "ImageError"]
+
+
+@dataclass
+class Suggestion:
+    """What one image gets: the best caption, the beam's captions and the ranked hashtags."""
+
+    caption: str
+    captions: list[str]
+    log_probs: list[float]
+    hashtags: list[Hashtag]
+    model_version: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"caption": self.caption, "captions": self.captions,
+                "hashtags": [tag.as_dict() for tag in self.hashtags],
+                "model_version": self.model_version}
+
+
+class Captioner:
+    """A loaded artifact: encoder, decoder and vocabulary, ready for batches of images.
+
+    Loading is expensive (TensorFlow graphs, encoder weights): build one per process and reuse it.
+    """
+
+    def __init__(self, info: ArtifactInfo, encoder, step_decoder: StepDecoder,
+                 model_dir: Path | None = None):
+        self.info = info
+        self.encoder = encoder
+        self.step_decoder = step_decoder
+        self.model_dir = model_dir
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None, encoder_weights: str | None = "default",
+             ) -> Captioner:
+        from mlcore.encoders import build_encoder
+
+        if model_dir is None:
+            model_dir = DEFAULT_MODEL_DIR
+            if not (Path(model_dir) / "model.json").is_file():
+                raise ArtifactError(
+                    f"no shipped model found at {model_dir}; train one with "
+                    "`python -m training train` and pass its directory (--model / MODEL_DIR)")
+        info, decoder, vocabulary = load_artifact(model_dir)
+        try:
+            encoder = build_encoder(info.encoder["name"], weights=encoder_weights)
+        except ValueError as error:
+            raise ArtifactError(f"{model_dir}: {error}") from None
+        length_penalty = float(info.decoding.get("length_penalty", 0.7))
+        return cls(info, encoder, StepDecoder(decoder, vocabulary, length_penalty=length_penalty),
+                   Path(model_dir))
+
+    @property
+    def model_version(self) -> str:
+        return self.info.version
+
+    @property
+    def encoder_name(self) -> str:
+        return self.info.encoder["name"]
+
+    @property
+    def default_beam_width(self) -> int:
+        return int(self.info.decoding.get("beam_width", 3))
+
+    def caption_features(self, features: np.ndarray, beam_width: int | None = None,
+                         ) -> list[CaptionSet]:
+        beam_width = beam_width or self.default_beam_width
+        return self.step_decoder.decode(features, beam_width=beam_width)
+
+    def caption_images(self, images: Sequence, beam_width: int | None = None,
+                       ) -> list[CaptionSet | ImageError]:
+        """Caption many images in one batch; a bad image yields its ImageError, others succeed."""
+        return [item[0] if isinstance(item, tuple) else item
+                for item in self._caption_with_timings(images, beam_width)]
+
+    def _caption_with_timings(self, images: Sequence, beam_width: int | None):
+        started = time.perf_counter()
+        size = self.encoder.spec.input_size
+        loaded: list[np.ndarray] = []
+        outcome: list[ImageError | int] = []
+        for image in images:
+            try:
+                loaded.append(load_image(image, size=size))
+                outcome.append(len(loaded) - 1)
+            except ImageError as error:
+                outcome.append(error)
+        decoded_at = time.perf_counter()
+        caption_sets: list[CaptionSet] = []
+        encode_seconds = decode_seconds = 0.0
+        if loaded:
+            features = self.encoder.encode(np.stack(loaded))
+            encoded_at = time.perf_counter()
+            caption_sets = self.caption_features(features, beam_width)
+            encode_seconds = encoded_at - decoded_at
+            decode_seconds = time.perf_counter() - encoded_at
+        per_image = max(len(loaded), 1)
+        timings = {"load_s": (decoded_at - started) / max(len(images), 1),
+                   "encode_s": encode_seconds / per_image, "decode_s": decode_seconds / per_image}
+        return [item if isinstance(item, ImageError) else (caption_sets[item], timings)
+                for item in outcome]
+
+    def suggest(self, images: Sequence, beam_width: int | None = None,
+                config: ExtractorConfig | None = None) -> list[Suggestion | ImageError]:
+        """Captions → hashtags for each image (the product's main call)."""
+        results: list[Suggestion | ImageError] = []
+        for item in self._caption_with_timings(images, beam_width):
+            if isinstance(item, ImageError):
+                results.append(item)
+                continue
+            caption_set, timings = item
+            started = time.perf_counter()
+            hashtags = extract_hashtags(caption_set.captions, caption_set.log_probs, config)
+            timings = {**timings, "extract_s": time.perf_counter() - started}
+            results.append(Suggestion(caption_set.caption, caption_set.captions,
+                                      caption_set.log_probs, hashtags, self.model_version, timings))
+        return results

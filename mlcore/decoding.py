@@ -1,0 +1,182 @@
+"""Batched greedy and beam-search decoding with one compiled LSTM step per generated word.
+
+Both decoders run their whole loop inside one ``tf.function``: per generated word they run
+exactly one embedding lookup, one ``LSTMCell`` call on the carried ``(h, c)`` state and one output
+projection for every image (and beam) of the batch. Nothing re-reads the prefix and nothing goes
+back to Python between words, which is what the common tutorials' ``model.predict``-per-word loop
+gets wrong (see ``benchmarks/decode.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from mlcore.decoder import CaptionDecoder
+from mlcore.vocabulary import Vocabulary
+
+# A large negative instead of -inf keeps the arithmetic free of NaNs (-inf - -inf).
+_NEGATIVE = -1e9
+
+
+@dataclass
+class CaptionSet:
+    """The captions found for one image, best first, with their total log-probabilities."""
+
+    captions: list[str]
+    log_probs: list[float]
+    scores: list[float] = field(default_factory=list)  # length-normalised, used for ranking
+
+    @property
+    def caption(self) -> str:
+        return self.captions[0] if self.captions else ""
+
+
+class StepDecoder:
+    """Greedy and beam search over a trained :class:`CaptionDecoder`.
+
+    ``length_penalty`` is the GNMT exponent alpha: beams are ranked by
+    ``log_prob / ((5 + length) / 6) ** alpha``; 0 ranks by raw log-probability, which favours
+    short captions.
+    """
+
+    def __init__(self, decoder: CaptionDecoder, vocabulary: Vocabulary,
+                 length_penalty: float = 0.7, jit_compile: bool = False):
+        self.decoder = decoder
+        self.vocabulary = vocabulary
+        self.length_penalty = float(length_penalty)
+        self.max_length = decoder.config.max_length
+        feature_spec = tf.TensorSpec((None, decoder.config.feature_dim), tf.float32)
+        self._greedy = tf.function(self._greedy_loop, input_signature=[feature_spec],
+                                   jit_compile=jit_compile)
+        self._beam_functions: dict[int, tf.types.experimental.GenericFunction] = {}
+        self._jit_compile = jit_compile
+        self._feature_spec = feature_spec
+
+    # -- one step ---------------------------------------------------------------------------
+    def _initial_state(self, features: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return self.decoder.initial_hidden(features), self.decoder.initial_cell(features)
+
+    def _step(self, token_ids: tf.Tensor, hidden: tf.Tensor, cell: tf.Tensor):
+        """One word for every row: ids (N,) and state (N, units) → log-probs (N, V), new state."""
+        # A direct lookup: calling the Embedding layer would attach its padding mask, which the
+        # single cell has no use for.
+        words = tf.nn.embedding_lookup(self.decoder.embedding.embeddings, token_ids)
+        output, (hidden, cell) = self.decoder.lstm.cell(words, [hidden, cell], training=False)
+        logits = self.decoder.output_projection(output)
+        return tf.nn.log_softmax(logits, axis=-1), hidden, cell
+
+    # -- greedy -----------------------------------------------------------------------------
+    def _greedy_loop(self, features: tf.Tensor):
+        vocab = self.vocabulary
+        batch = tf.shape(features)[0]
+        hidden, cell = self._initial_state(features)
+        tokens = tf.fill([batch], tf.constant(vocab.start_id, tf.int32))
+        finished = tf.zeros([batch], tf.bool)
+        total_log_prob = tf.zeros([batch], tf.float32)
+        sequence = tf.zeros([batch, self.max_length], tf.int32)
+        positions = tf.range(self.max_length)
+        for step in tf.range(self.max_length):
+            log_probs, hidden, cell = self._step(tokens, hidden, cell)
+            next_tokens = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+            best = tf.reduce_max(log_probs, axis=-1)
+            total_log_prob += tf.where(finished, 0.0, best)
+            next_tokens = tf.where(finished, vocab.pad_id, next_tokens)
+            sequence += tf.cast(positions == step, tf.int32)[None, :] * next_tokens[:, None]
+            finished = finished | tf.equal(next_tokens, vocab.end_id)
+            tokens = next_tokens
+            if tf.reduce_all(finished):
+                break
+        return sequence, total_log_prob
+
+    def greedy(self, features: np.ndarray) -> list[CaptionSet]:
+        """One caption per image; ``features`` is (N, feature_dim)."""
+        features = np.asarray(features, np.float32)
+        if len(features) == 0:
+            return []
+        sequences, log_probs = self._greedy(tf.constant(features))
+        results = []
+        for ids, log_prob in zip(sequences.numpy(), log_probs.numpy()):
+            words = self.vocabulary.decode(ids)
+            score = float(log_prob) / self._length_norm(len(words) + 1)
+            results.append(CaptionSet([" ".join(words)], [float(log_prob)], [score]))
+        return results
+
+    # -- beam search ------------------------------------------------------------------------
+    def _length_norm(self, length):
+        return ((5.0 + length) / 6.0) ** self.length_penalty
+
+    def _beam_loop(self, features: tf.Tensor, width: int):
+        vocab = self.vocabulary
+        vocabulary_size = len(vocab)
+        batch = tf.shape(features)[0]
+        rows = batch * width
+        hidden, cell = self._initial_state(features)
+        hidden = tf.repeat(hidden, width, axis=0)
+        cell = tf.repeat(cell, width, axis=0)
+        tokens = tf.fill([rows], tf.constant(vocab.start_id, tf.int32))
+        # Only beam 0 is alive at the start, so the first step does not pick the same word k times.
+        beam_scores = tf.tile(tf.concat([[0.0], tf.fill([width - 1], _NEGATIVE)], 0), [batch])
+        finished = tf.zeros([rows], tf.bool)
+        lengths = tf.zeros([rows], tf.float32)
+        sequence = tf.zeros([rows, self.max_length], tf.int32)
+        positions = tf.range(self.max_length)
+        # A finished beam may only "emit" padding at no cost, so it carries over unchanged.
+        finished_row = tf.one_hot(vocab.pad_id, vocabulary_size, on_value=0.0, off_value=_NEGATIVE)
+        batch_offsets = tf.repeat(tf.range(batch) * width, width)
+        for step in tf.range(self.max_length):
+            log_probs, hidden, cell = self._step(tokens, hidden, cell)
+            log_probs = tf.where(finished[:, None], finished_row[None, :], log_probs)
+            candidates = tf.reshape(beam_scores[:, None] + log_probs, [batch, width * vocabulary_size])
+            top_scores, top_indices = tf.math.top_k(candidates, k=width)
+            origin = tf.reshape(top_indices // vocabulary_size, [-1]) + batch_offsets
+            next_tokens = tf.reshape(top_indices % vocabulary_size, [-1])
+            beam_scores = tf.reshape(top_scores, [-1])
+            hidden = tf.gather(hidden, origin)
+            cell = tf.gather(cell, origin)
+            was_finished = tf.gather(finished, origin)
+            lengths = tf.gather(lengths, origin) + tf.where(was_finished, 0.0, 1.0)
+            sequence = tf.gather(sequence, origin)
+            sequence += tf.cast(positions == step, tf.int32)[None, :] * next_tokens[:, None]
+            finished = was_finished | tf.equal(next_tokens, vocab.end_id)
+            tokens = next_tokens
+            if tf.reduce_all(finished):
+                break
+        normalised = beam_scores / (((5.0 + lengths) / 6.0) ** self.length_penalty)
+        return (tf.reshape(sequence, [batch, width, self.max_length]),
+                tf.reshape(beam_scores, [batch, width]), tf.reshape(normalised, [batch, width]))
+
+    def beam_search(self, features: np.ndarray, width: int = 3) -> list[CaptionSet]:
+        """The ``width`` best captions per image, ranked by length-normalised log-probability."""
+        if width < 1:
+            raise ValueError("beam width must be at least 1")
+        features = np.asarray(features, np.float32)
+        if len(features) == 0:
+            return []
+        if width not in self._beam_functions:
+            self._beam_functions[width] = tf.function(
+                lambda f: self._beam_loop(f, width), input_signature=[self._feature_spec],
+                jit_compile=self._jit_compile)
+        sequences, log_probs, scores = (t.numpy() for t in self._beam_functions[width](
+            tf.constant(features)))
+        results = []
+        for image_sequences, image_log_probs, image_scores in zip(sequences, log_probs, scores):
+            order = np.argsort(-image_scores, kind="stable")
+            captions, kept_log_probs, kept_scores, seen = [], [], [], set()
+            for index in order:
+                if image_log_probs[index] <= _NEGATIVE / 2:
+                    continue  # a beam that never became alive (width > vocabulary)
+                caption = " ".join(self.vocabulary.decode(image_sequences[index]))
+                if caption in seen:
+                    continue
+                seen.add(caption)
+                captions.append(caption)
+                kept_log_probs.append(float(image_log_probs[index]))
+                kept_scores.append(float(image_scores[index]))
+            results.append(CaptionSet(captions, kept_log_probs, kept_scores))
+        return results
+
+    def decode(self, features: np.ndarray, beam_width: int = 1) -> list[CaptionSet]:
+        return self.greedy(features) if beam_width == 1 else self.beam_search(features, beam_width)

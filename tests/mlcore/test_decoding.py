@@ -1,0 +1,98 @@
+"""Greedy and beam search on a real (tiny, trained) decoder."""
+
+import numpy as np
+import pytest
+
+from mlcore.decoder import DecoderConfig, build_decoder
+from mlcore.decoding import StepDecoder
+from mlcore.vocabulary import Vocabulary
+
+CAPTIONS = [["a", "dog", "runs"], ["a", "cat", "sleeps", "on", "a", "sofa"], ["two", "birds"]]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    import keras
+
+    keras.utils.set_random_seed(1)
+    vocabulary = Vocabulary.build(CAPTIONS, min_count=1)
+    decoder = build_decoder(DecoderConfig(vocabulary_size=len(vocabulary), feature_dim=8,
+                                          embedding_dim=8, units=16, dropout=0.0, max_length=10))
+    centres = np.eye(3, 8, dtype=np.float32) * 3
+    rows = [vocabulary.encode(c) for c in CAPTIONS]
+    width = max(map(len, rows))
+    ids = np.array([r + [0] * (width - len(r)) for r in rows], np.int32)
+    features, targets = np.repeat(centres, 8, 0), np.repeat(ids, 8, 0)
+    decoder.model.compile(optimizer=keras.optimizers.Adam(0.05),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                          ignore_class=0))
+    decoder.model.fit([features, targets[:, :-1]], targets[:, 1:], epochs=80, verbose=0)
+    return decoder, vocabulary, centres
+
+
+def test_greedy_reproduces_the_learned_captions(trained):
+    decoder, vocabulary, centres = trained
+    results = StepDecoder(decoder, vocabulary).greedy(centres)
+    assert [r.caption for r in results] == [" ".join(c) for c in CAPTIONS]
+    assert all(r.log_probs[0] < 0 for r in results)
+
+
+def test_beam_width_one_agrees_with_greedy(trained):
+    decoder, vocabulary, _ = trained
+    features = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
+    step = StepDecoder(decoder, vocabulary)
+    greedy = step.greedy(features)
+    beam = step.beam_search(features, width=1)
+    assert [g.captions for g in greedy] == [b.captions for b in beam]
+    np.testing.assert_allclose([g.log_probs[0] for g in greedy], [b.log_probs[0] for b in beam],
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_beam_returns_sorted_distinct_captions_per_image(trained):
+    decoder, vocabulary, centres = trained
+    results = StepDecoder(decoder, vocabulary, length_penalty=0.0).beam_search(centres, width=3)
+    assert len(results) == 3
+    for result, expected in zip(results, CAPTIONS):
+        assert result.caption == " ".join(expected)
+        assert len(result.captions) == len(set(result.captions)) >= 2
+        assert result.scores == sorted(result.scores, reverse=True)
+        # with no length penalty the score is the log-probability itself
+        assert result.scores == pytest.approx(result.log_probs)
+
+
+def test_beam_search_never_loses_to_greedy(trained):
+    decoder, vocabulary, _ = trained
+    features = np.random.default_rng(2).normal(size=(32, 8)).astype(np.float32)
+    step = StepDecoder(decoder, vocabulary, length_penalty=0.0)
+    greedy = step.greedy(features)
+    beam = step.beam_search(features, width=4)
+    for g, b in zip(greedy, beam):
+        assert b.log_probs[0] >= g.log_probs[0] - 1e-4
+
+
+def test_batches_decode_like_single_images(trained):
+    decoder, vocabulary, _ = trained
+    features = np.random.default_rng(3).normal(size=(5, 8)).astype(np.float32)
+    step = StepDecoder(decoder, vocabulary)
+    together = step.beam_search(features, width=3)
+    alone = [step.beam_search(features[i:i + 1], width=3)[0] for i in range(5)]
+    assert [r.captions for r in together] == [r.captions for r in alone]
+
+
+def test_empty_batch_and_bad_width(trained):
+    decoder, vocabulary, _ = trained
+    step = StepDecoder(decoder, vocabulary)
+    assert step.greedy(np.zeros((0, 8), np.float32)) == []
+    with pytest.raises(ValueError):
+        step.beam_search(np.zeros((1, 8), np.float32), width=0)
+
+
+def test_vocabulary_round_trip(tmp_path):
+    vocabulary = Vocabulary.build(CAPTIONS + [["dog"]], min_count=2)
+    assert vocabulary.words[:4] == ["<pad>", "<start>", "<end>", "<unk>"]
+    assert "dog" in vocabulary and "cat" not in vocabulary
+    ids = vocabulary.encode(["a", "cat"])
+    assert ids == [1, vocabulary.words.index("a"), vocabulary.unknown_id, 2]
+    vocabulary.save(tmp_path / "v.json")
+    assert Vocabulary.load(tmp_path / "v.json").words == vocabulary.words
+    assert vocabulary.decode([1, vocabulary.words.index("dog"), 2, 5]) == ["dog"]
