@@ -1,0 +1,116 @@
+"""Decoding speed: the tutorials' per-word ``model.predict`` loop vs our compiled step decoder.
+
+Same trained decoder, same image features, one run, side by side:
+
+(a) *tutorial*: one image at a time; for every word, ``model.predict`` on the whole padded
+    prefix (what the common Keras captioning tutorials do);
+(b) *ours*: :class:`mlcore.decoding.StepDecoder`, greedy and beam 3, at batch 1 and 256;
+(c) encoder throughput (images/s) of both encoders at batch 1 and 32.
+
+The last line printed is one JSON object (see README "Benchmarks").
+
+    python benchmarks/decode.py [--model DIR] [--tutorial-images 16] [--images 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+
+def tutorial_decode(decoder, vocabulary, feature: np.ndarray) -> list[int]:
+    """The tutorial loop: re-run the full model on the padded prefix for each new word."""
+    max_length = decoder.config.max_length
+    prefix = [vocabulary.start_id]
+    for position in range(max_length):
+        padded = np.zeros((1, max_length), np.int32)
+        padded[0, :len(prefix)] = prefix
+        logits = decoder.model.predict([feature[None], padded], verbose=0)
+        word = int(np.argmax(logits[0, position]))
+        if word == vocabulary.end_id:
+            break
+        prefix.append(word)
+    return prefix[1:]
+
+
+def images_per_second(function, count: int, repeats: int = 3) -> float:
+    function()  # warm-up: tracing and compilation are not throughput
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return count / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="artifact (default: the shipped model)")
+    parser.add_argument("--tutorial-images", type=int, default=16)
+    parser.add_argument("--batch1-images", type=int, default=64)
+    parser.add_argument("--images", type=int, default=256)
+    args = parser.parse_args()
+
+    from mlcore.artifact import DEFAULT_MODEL_DIR, load_artifact
+    from mlcore.decoding import StepDecoder
+    from mlcore.encoders import build_encoder
+
+    info, decoder, vocabulary = load_artifact(args.model or DEFAULT_MODEL_DIR)
+    step = StepDecoder(decoder, vocabulary)
+    encoder = build_encoder(info.encoder["name"])
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (args.images, 224, 224, 3), dtype=np.uint8)
+    features = encoder.encode(pixels)  # real encoder output, so captions have real lengths
+    print(f"model {info.version}: {len(vocabulary)} words, max length {decoder.config.max_length}")
+
+    tutorial = images_per_second(
+        lambda: [tutorial_decode(decoder, vocabulary, f) for f in features[:args.tutorial_images]],
+        args.tutorial_images, repeats=1)
+    agree = sum(vocabulary.decode(tutorial_decode(decoder, vocabulary, f)) ==
+                step.greedy(f[None])[0].caption.split() for f in features[:8])
+    print(f"tutorial predict-per-word loop: {tutorial:8.2f} img/s "
+          f"(same captions as ours for {agree}/8 images)")
+
+    greedy, beam = {}, {}
+    single = features[:args.batch1_images]
+    greedy["1"] = images_per_second(lambda: [step.greedy(f[None]) for f in single], len(single))
+    beam["1"] = images_per_second(lambda: [step.beam_search(f[None], 3) for f in single],
+                                  len(single))
+    greedy["256"] = images_per_second(lambda: step.greedy(features[:256]), 256)
+    beam["256"] = images_per_second(lambda: step.beam_search(features[:256], 3), 256)
+    for batch in ("1", "256"):
+        print(f"step decoder batch {batch:>3}: greedy {greedy[batch]:9.1f} img/s, "
+              f"beam-3 {beam[batch]:9.1f} img/s, greedy/tutorial {greedy[batch] / tutorial:7.1f}x")
+
+    encoders = {}
+    for name in ("efficientnet_lite0", "resnet50"):
+        model = encoder if name == info.encoder["name"] else build_encoder(
+            name, weights=None if name == "resnet50" else "default")
+        encoders[name] = {
+            "1": images_per_second(lambda: [model.encode(p[None]) for p in pixels[:16]], 16),
+            "32": images_per_second(lambda: model.encode(pixels[:64], batch_size=32), 64),
+        }
+        print(f"encoder {name:18}: batch 1 {encoders[name]['1']:7.1f} img/s, "
+              f"batch 32 {encoders[name]['32']:7.1f} img/s")
+    ratio = {batch: greedy[batch] / tutorial for batch in greedy}
+    print(f"beam-3 @256 / Lite0 encoder @32: {beam['256'] / encoders['efficientnet_lite0']['32']:.1f}x")
+    print(json.dumps({"tutorial_img_s": round(tutorial, 3),
+                      "greedy_img_s": {k: round(v, 1) for k, v in greedy.items()},
+                      "beam3_img_s": {k: round(v, 1) for k, v in beam.items()},
+                      "ratio": {k: round(v, 1) for k, v in ratio.items()},
+                      "encoder_img_s": {n: {k: round(v, 1) for k, v in r.items()}
+                                        for n, r in encoders.items()}}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The training pipeline end to end on a tiny generated dataset, with the real encoder."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from mlcore.artifact import read_info
+from mlcore.captioner import Captioner
+from training.cli import main
+from training.feature_cache import FeatureCache
+from training.flickr8k import Flickr8k
+from training.train import TrainConfig, train
+
+
+def test_loader_counts_missing_images_and_malformed_lines(tiny_dataset):
+    dataset = Flickr8k.load(tiny_dataset)
+    assert dataset.malformed_lines and dataset.malformed_lines[0][1] == "this line is malformed"
+    assert dataset.malformed_lines[0][0] == len(dataset.captions) * 5 + 1 - 4  # its line number
+    split = dataset.split("train")
+    assert len(split) == 9 and split.missing_images == ["missing_0.jpg"]
+    assert all(len(example.captions) == 5 for example in split.examples)
+
+
+def test_feature_cache_is_filled_once_and_reused(tiny_dataset, tmp_path):
+    paths = [e.image_path for e in Flickr8k.load(tiny_dataset).split("train").examples]
+    first = FeatureCache("efficientnet_lite0", tmp_path)
+    features, errors = first.features_for(paths, progress=False)
+    assert features.shape == (9, 1280) and errors == [None] * 9
+    assert (first.computed, first.hits) == (9, 0)
+    second = FeatureCache("efficientnet_lite0", tmp_path)
+    again, _ = second.features_for(paths, progress=False)
+    assert (second.computed, second.hits) == (0, 9)
+    np.testing.assert_array_equal(features, again)
+
+
+def _losses(out_dir):
+    with open(out_dir.with_name(out_dir.name + ".checkpoints") / "history.csv") as handle:
+        return [float(row["loss"]) for row in csv.DictReader(handle)]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_training_lowers_the_loss_and_writes_a_usable_artifact(tiny_dataset, tmp_path, optimizer):
+    out = train(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "model"), epochs=4,
+                            optimizer=optimizer, batch_size=8, embedding_dim=16, units=32,
+                            min_count=1, learning_rate=0.01, patience=10,
+                            cache_dir=str(tmp_path / "cache"), flip_augment=optimizer == "adam"))
+    losses = _losses(out)
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    info = read_info(out)
+    assert info.training["settings"]["optimizer"] == optimizer
+    assert set(info.training["dev_metrics"]["beam3"]) >= {"bleu1", "bleu4", "tag_precision_at_5"}
+    captioner = Captioner.load(out)
+    image = next((tiny_dataset / "Flicker8k_Dataset").glob("dog_*.jpg"))
+    suggestion, = captioner.suggest([image])
+    assert suggestion.caption and suggestion.model_version == info.version
+    assert all(tag.tag.startswith("#") for tag in suggestion.hashtags)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_an_interrupted_run(tiny_dataset, tmp_path):
+    import keras
+
+    class InterruptAfterTwoEpochs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise _Interrupt()
+
+    base = dict(data=str(tiny_dataset), out=str(tmp_path / "model"), batch_size=8, epochs=4,
+                embedding_dim=16, units=32, min_count=1, patience=10,
+                cache_dir=str(tmp_path / "cache"), evaluate_dev=False)
+    with pytest.raises(_Interrupt):
+        train(TrainConfig(callbacks=[InterruptAfterTwoEpochs()], **base))
+    assert (tmp_path / "model.checkpoints" / "backup").exists()
+    assert not (tmp_path / "model").exists()  # no half-finished artifact
+    train(TrainConfig(resume=True, **base))
+    # epochs 1-2 from the interrupted run, 3-4 from the resumed one: none run twice
+    assert [int(row) for row in _epochs(tmp_path / "model")] == [0, 1, 2, 3]
+    assert not (tmp_path / "model.checkpoints" / "backup").exists()
+
+
+def _epochs(out_dir):
+    with open(out_dir.with_name(out_dir.name + ".checkpoints") / "history.csv") as handle:
+        return [row["epoch"] for row in csv.DictReader(handle)]
+
+
+def test_evaluate_cli_prints_one_json_object(tiny_dataset, tmp_path, capsys):
+    out = train(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "model"), epochs=2,
+                            batch_size=8, embedding_dim=16, units=32, min_count=1,
+                            cache_dir=str(tmp_path / "cache"), evaluate_dev=False))
+    capsys.readouterr()
+    assert main(["evaluate", "--data", str(tiny_dataset), "--split", "dev", "--model", str(out),
+                 "--beam", "2", "--cache-dir", str(tmp_path / "cache"), "--human"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["images"] == 3 and result["beam"] == 2
+    assert 0.0 <= result["bleu4"] <= result["bleu1"] <= 1.0
+    assert result["model_version"] == read_info(out).version
+    # the human captions of these images agree perfectly on their main words
+    assert result["human_tag_recall_at_5"] > 0.5
+    assert main(["evaluate", "--data", str(tiny_dataset), "--split", "test", "--model",
+                 str(out), "--cache-dir", str(tmp_path / "cache")]) == 1
+    assert "test split" in capsys.readouterr().err
+
+
+def test_resnet50_path_trains_with_a_local_weights_file(tiny_dataset, tmp_path, monkeypatch):
+    """The paper's configuration, with weights from a file the test writes itself."""
+    import keras
+
+    weights = tmp_path / "resnet50.weights.h5"
+    keras.applications.ResNet50(include_top=False, pooling="avg", weights=None).save_weights(
+        str(weights))
+    monkeypatch.setenv("MLCORE_RESNET50_WEIGHTS", str(weights))
+    out = train(TrainConfig(data=str(tiny_dataset), encoder="resnet50", out=str(tmp_path / "m"),
+                            epochs=2, batch_size=8, embedding_dim=16, units=32, min_count=1,
+                            cache_dir=str(tmp_path / "cache"), evaluate_dev=False))
+    assert read_info(out).encoder == {"name": "resnet50", "input_size": 224, "feature_dim": 2048,
+                                      "preprocessing": read_info(out).encoder["preprocessing"]}
+    suggestion, = Captioner.load(out).suggest([tiny_dataset / "Flicker8k_Dataset" / "red_0.jpg"])
+    assert suggestion.model_version == read_info(out).version

@@ -1,0 +1,1 @@
+"""Training pipeline: Flickr8k-layout datasets, feature cache, decoder training, evaluation."""

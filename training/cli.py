@@ -1,0 +1,148 @@
+"""``python -m training features|train|evaluate`` — the training pipeline's command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="dataset root in the Flickr8k layout")
+    parser.add_argument("--cache-dir", default=None,
+                        help="feature cache directory (default: .cache/features or "
+                             "$HASHTAGS_FEATURE_CACHE)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    features = commands.add_parser("features", help="fill the feature cache for a dataset")
+    _add_data_arguments(features)
+    features.add_argument("--encoder", default="efficientnet_lite0")
+    features.add_argument("--splits", default="train,dev", help="comma-separated splits")
+    features.add_argument("--flipped", action="store_true", help="also cache mirrored images")
+
+    train = commands.add_parser("train", help="train a decoder and write a model artifact")
+    _add_data_arguments(train)
+    defaults = {f.name: f.default for f in dataclasses.fields(_train_config_class())
+                if f.default is not dataclasses.MISSING}
+    train.add_argument("--encoder", default=defaults["encoder"])
+    train.add_argument("--out", required=True, help="model artifact directory to write")
+    train.add_argument("--optimizer", choices=["adam", "rmsprop"], default=defaults["optimizer"])
+    for name in ("learning_rate", "dropout", "label_smoothing", "length_penalty"):
+        train.add_argument("--" + name.replace("_", "-"), type=float, default=defaults[name])
+    for name in ("epochs", "batch_size", "embedding_dim", "units", "min_count", "max_length",
+                 "patience", "seed", "beam_width"):
+        train.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name])
+    train.add_argument("--strategy", choices=["default", "mirrored", "multiworker"],
+                       default="default")
+    train.add_argument("--extra-data", action="append", default=[], metavar="DIR",
+                       help="more data in the same layout (e.g. the feedback export); repeatable")
+    train.add_argument("--init", default=None, metavar="MODEL_DIR",
+                       help="fine-tune from this artifact (keeps its vocabulary)")
+    train.add_argument("--flip-augment", action="store_true",
+                       help="also train on features of mirrored images")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    train.add_argument("--version", default=None, help="version string of the new model")
+    train.add_argument("--no-evaluate", dest="evaluate_dev", action="store_false")
+
+    evaluate = commands.add_parser("evaluate", help="BLEU-1..4 and hashtag P/R@5 on a split")
+    _add_data_arguments(evaluate)
+    evaluate.add_argument("--split", choices=["dev", "test", "train"], default="dev")
+    evaluate.add_argument("--model", default=None, help="artifact directory (default: shipped)")
+    evaluate.add_argument("--beam", type=int, default=None, help="beam width (1 = greedy)")
+    evaluate.add_argument("--limit", type=int, default=None, help="only the first N images")
+    evaluate.add_argument("--human", action="store_true",
+                          help="also report the human level of the hashtag measure")
+    return parser
+
+
+def _train_config_class():
+    from training.train import TrainConfig
+    return TrainConfig
+
+
+def run_features(args) -> int:
+    from training.feature_cache import FeatureCache
+    from training.flickr8k import Flickr8k
+
+    dataset = Flickr8k.load(args.data)
+    examples = []
+    for name in args.splits.split(","):
+        split = dataset.split(name.strip())
+        print(f"{name}: {len(split)} images, {len(split.missing_images)} missing", file=sys.stderr)
+        examples.extend(split.examples)
+    for view in ("plain", "flipped") if args.flipped else ("plain",):
+        cache = FeatureCache(args.encoder, args.cache_dir, view=view)
+        _, errors = cache.features_for([example.image_path for example in examples])
+        failed = sum(error is not None for error in errors)
+        print(json.dumps({"encoder": args.encoder, "view": view, "images": len(examples),
+                          "cached": cache.hits, "computed": cache.computed, "failed": failed,
+                          "cache_dir": str(cache.directory)}))
+    return 0
+
+
+def run_train(args) -> int:
+    from training.train import TrainConfig, train
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{key: value for key, value in vars(args).items() if key in fields})
+    out = train(config)
+    from mlcore.artifact import read_info
+    info = read_info(out)
+    print(json.dumps({"model": str(out), "model_version": info.version,
+                      "dev_metrics": info.training.get("dev_metrics", {})}))
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, load_artifact
+    from mlcore.decoding import StepDecoder
+    from training.evaluate import evaluate_caption_sets, human_tag_scores
+    from training.feature_cache import FeatureCache
+    from training.flickr8k import Flickr8k
+
+    model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
+    try:
+        info, decoder, vocabulary = load_artifact(model_dir)
+    except ArtifactError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    split = Flickr8k.load(args.data).split(args.split)
+    if not split.examples:
+        print(f"error: none of the {len(split.missing_images)} images of the {args.split} split "
+              f"is present under {args.data}; evaluate on another split", file=sys.stderr)
+        return 1
+    examples = split.examples[: args.limit] if args.limit else split.examples
+    cache = FeatureCache(info.encoder["name"], args.cache_dir)
+    features, errors = cache.features_for([example.image_path for example in examples])
+    keep = [index for index, error in enumerate(errors) if error is None]
+    beam = args.beam or int(info.decoding.get("beam_width", 3))
+    step_decoder = StepDecoder(decoder, vocabulary,
+                               length_penalty=float(info.decoding.get("length_penalty", 0.7)))
+    caption_sets = step_decoder.decode(features[keep], beam_width=beam)
+    scores = evaluate_caption_sets([examples[i].captions for i in keep], caption_sets)
+    result = {"images": len(keep), **{k: round(v, 4) for k, v in scores.items()}, "beam": beam,
+              "model_version": info.version, "split": args.split,
+              "missing_images": len(split.missing_images)}
+    if args.human:
+        precision, recall = human_tag_scores([examples[i].captions for i in keep])
+        result["human_tag_precision_at_5"] = round(precision, 4)
+        result["human_tag_recall_at_5"] = round(recall, 4)
+    print(json.dumps(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    handler = {"features": run_features, "train": run_train, "evaluate": run_evaluate}
+    return handler[args.command](args)

@@ -1,0 +1,82 @@
+"""Caption and hashtag quality: corpus BLEU-1..4 and hashtag precision/recall@5.
+
+Hashtag references come from the people: for each image, the tags (after the same extractor the
+product uses) that at least 2 of its 5 human captions give. Scoring one human caption against the
+other four the same way gives the "human level" we compare with (``human_tag_scores``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
+
+from mlcore.decoding import CaptionSet
+from mlcore.extractor import ExtractorConfig, extract_hashtags
+from mlcore.text import clean_caption
+
+BLEU_WEIGHTS = {
+    "bleu1": (1.0,),
+    "bleu2": (0.5, 0.5),
+    "bleu3": (1 / 3, 1 / 3, 1 / 3),
+    "bleu4": (0.25, 0.25, 0.25, 0.25),
+}
+TOP_K = 5
+_ALL_TAGS = ExtractorConfig(max_tags=30, min_score=0.0)
+
+
+def bleu_scores(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> dict[str, float]:
+    """Corpus BLEU of tokenised hypotheses against every reference caption of their image."""
+    tokenized_references = [[clean_caption(text) for text in captions] for captions in references]
+    tokenized_hypotheses = [clean_caption(text) for text in hypotheses]
+    smoothing = SmoothingFunction().method1
+    return {name: float(corpus_bleu(tokenized_references, tokenized_hypotheses, weights=weights,
+                                    smoothing_function=smoothing))
+            for name, weights in BLEU_WEIGHTS.items()}
+
+
+def caption_tags(caption: str) -> list[str]:
+    return [tag.tag for tag in extract_hashtags([caption], None, _ALL_TAGS)]
+
+
+def reference_tags(captions: Sequence[str], min_votes: int = 2) -> set[str]:
+    votes = Counter(tag for caption in captions for tag in set(caption_tags(caption)))
+    return {tag for tag, count in votes.items() if count >= min_votes}
+
+
+def precision_recall_at_k(predicted: Sequence[Sequence[str]], references: Sequence[set[str]],
+                          k: int = TOP_K) -> tuple[float, float]:
+    """Mean P@k and R@k over the images that have at least one reference tag."""
+    precisions, recalls = [], []
+    for tags, reference in zip(predicted, references):
+        if not reference:
+            continue
+        top = list(tags)[:k]
+        hits = len(set(top) & reference)
+        precisions.append(hits / len(top) if top else 0.0)
+        recalls.append(hits / min(len(reference), k))
+    count = max(len(precisions), 1)
+    return sum(precisions) / count, sum(recalls) / count
+
+
+def human_tag_scores(references: Sequence[Sequence[str]]) -> tuple[float, float]:
+    """One human caption's tags against the tags 2 of the *other* captions use, averaged."""
+    predicted, targets = [], []
+    for captions in references:
+        for index, caption in enumerate(captions):
+            others = [text for i, text in enumerate(captions) if i != index]
+            predicted.append(caption_tags(caption))
+            targets.append(reference_tags(others))
+    return precision_recall_at_k(predicted, targets)
+
+
+def evaluate_caption_sets(references: Sequence[Sequence[str]], caption_sets: Sequence[CaptionSet],
+                          extractor: ExtractorConfig | None = None) -> dict[str, float]:
+    """BLEU of the best caption plus hashtag P/R@5 of the beam's hashtags."""
+    scores = bleu_scores(references, [result.caption for result in caption_sets])
+    predicted = [[tag.tag for tag in extract_hashtags(result.captions, result.log_probs, extractor)]
+                 for result in caption_sets]
+    precision, recall = precision_recall_at_k(predicted, [reference_tags(r) for r in references])
+    scores.update(tag_precision_at_5=precision, tag_recall_at_5=recall)
+    return scores

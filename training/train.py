@@ -1,0 +1,219 @@
+"""Train the LSTM decoder on cached CNN features (the paper's recipe, plus careful training).
+
+Teacher forcing over whole captions with a masked loss, adam or RMSProp, learning rate halved on
+a dev-loss plateau, early stopping with the best weights restored, checkpoints that ``--resume``
+continues from, fixed seeds, and a ``tf.distribute`` strategy chosen by name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mlcore.artifact import load_artifact, save_artifact
+from mlcore.decoder import DecoderConfig, build_decoder
+from mlcore.decoding import StepDecoder
+from mlcore.encoders import get_encoder_spec
+from mlcore.vocabulary import Vocabulary
+from training.datasets import caption_dataset, encode_captions
+from training.evaluate import evaluate_caption_sets
+from training.feature_cache import FeatureCache
+from training.flickr8k import Example, Flickr8k
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    encoder: str = "efficientnet_lite0"
+    out: str = "runs/model"
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    epochs: int = 20
+    batch_size: int = 64
+    embedding_dim: int = 256
+    units: int = 512
+    dropout: float = 0.3
+    label_smoothing: float = 0.0
+    min_count: int = 5
+    max_length: int = 32
+    patience: int = 3
+    seed: int = 42
+    strategy: str = "default"
+    extra_data: list[str] = field(default_factory=list)
+    init: str | None = None
+    cache_dir: str | None = None
+    flip_augment: bool = False
+    resume: bool = False
+    beam_width: int = 3
+    length_penalty: float = 0.7
+    evaluate_dev: bool = True
+    version: str | None = None
+    callbacks: list = field(default_factory=list)  # extra Keras callbacks (API only)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """TensorFlow's own distribution: one device, all local GPUs, or several machines (TF_CONFIG)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}; use default, mirrored or multiworker")
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate, clipnorm=5.0)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate, clipnorm=5.0)
+    raise ValueError(f"unknown optimizer {name!r}; use adam or rmsprop")
+
+
+def masked_loss(label_smoothing: float) -> keras.losses.Loss:
+    """Cross-entropy that ignores padding (id 0), averaged over real tokens only."""
+    if label_smoothing:
+        def loss(targets, logits):
+            targets = tf.cast(targets, tf.int32)
+            mask = tf.cast(targets != 0, logits.dtype)
+            one_hot = tf.one_hot(targets, tf.shape(logits)[-1], dtype=logits.dtype)
+            per_token = keras.losses.categorical_crossentropy(
+                one_hot, logits, from_logits=True, label_smoothing=label_smoothing)
+            return tf.reduce_sum(per_token * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+        return loss
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
+
+
+def load_examples(config: TrainConfig) -> tuple[list[Example], list[Example], dict]:
+    dataset = Flickr8k.load(config.data)
+    train_split, dev_split = dataset.split("train"), dataset.split("dev")
+    train = list(train_split.examples)
+    stats = {"train_images": len(train), "dev_images": len(dev_split),
+             "missing_images": len(train_split.missing_images) + len(dev_split.missing_images),
+             "malformed_lines": len(dataset.malformed_lines), "extra_images": 0}
+    for extra in config.extra_data:
+        extra_split = Flickr8k.load(extra).split("train")
+        train.extend(extra_split.examples)
+        stats["extra_images"] += len(extra_split)
+    if not train:
+        raise RuntimeError(f"no training images found under {config.data}")
+    return train, dev_split.examples, stats
+
+
+def compute_features(config: TrainConfig, examples: list[Example], views: tuple[str, ...]):
+    """Feature matrices per view, plus the examples whose image could be read."""
+    matrices, keep = [], np.ones(len(examples), bool)
+    paths = [example.image_path for example in examples]
+    for view in views:
+        cache = FeatureCache(config.encoder, config.cache_dir, view=view)
+        matrix, errors = cache.features_for(paths)
+        for index, error in enumerate(errors):
+            if error:
+                logger.warning("%s: %s (skipped)", examples[index].image_path, error)
+                keep[index] = False
+        matrices.append(matrix)
+        logger.info("features %s/%s: %d cached, %d computed", config.encoder, view, cache.hits,
+                    cache.computed)
+    kept = [example for example, ok in zip(examples, keep) if ok]
+    return [matrix[keep] for matrix in matrices], kept
+
+
+def train(config: TrainConfig) -> Path:
+    """Run one training job and write a model artifact to ``config.out``."""
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    spec = get_encoder_spec(config.encoder)
+    train_examples, dev_examples, stats = load_examples(config)
+    views = ("plain", "flipped") if config.flip_augment else ("plain",)
+    train_features, train_examples = compute_features(config, train_examples, views)
+    (dev_features,), dev_examples = compute_features(config, dev_examples, ("plain",))
+
+    strategy = make_strategy(config.strategy)
+    with strategy.scope():
+        if config.init:
+            _, decoder, vocabulary = load_artifact(config.init)
+            if decoder.config.feature_dim != spec.feature_dim:
+                raise ValueError(f"--init model expects {decoder.config.feature_dim}-d features, "
+                                 f"encoder {config.encoder} gives {spec.feature_dim}")
+        else:
+            vocabulary = Vocabulary.build(
+                (tokens for example in train_examples for tokens in example.tokenized),
+                min_count=config.min_count)
+            decoder = build_decoder(DecoderConfig(
+                vocabulary_size=len(vocabulary), feature_dim=spec.feature_dim,
+                embedding_dim=config.embedding_dim, units=config.units, dropout=config.dropout,
+                max_length=config.max_length))
+        decoder.model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
+                              loss=masked_loss(config.label_smoothing))
+    max_length = decoder.config.max_length
+    train_index, train_ids = encode_captions(train_examples, vocabulary, max_length)
+    dev_index, dev_ids = encode_captions(dev_examples, vocabulary, max_length)
+    train_data = caption_dataset(train_features, train_index, train_ids, config.batch_size,
+                                 shuffle=True, seed=config.seed)
+    dev_data = caption_dataset(dev_features, dev_index, dev_ids, config.batch_size * 4,
+                               shuffle=False)
+
+    out = Path(config.out)
+    work_dir = out.with_name(out.name + ".checkpoints")
+    backup_dir = work_dir / "backup"
+    if not config.resume and backup_dir.exists():
+        shutil.rmtree(backup_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup_dir)),
+        keras.callbacks.ModelCheckpoint(str(work_dir / "best.weights.h5"), monitor="val_loss",
+                                        save_best_only=True, save_weights_only=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1,
+                                          min_lr=1e-5, verbose=1),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                      restore_best_weights=True, verbose=1),
+        keras.callbacks.CSVLogger(str(work_dir / "history.csv"), append=config.resume),
+        *config.callbacks,
+    ]
+    logger.info("training on %d captions of %d images (vocabulary %d words)", len(train_index),
+                len(train_examples), len(vocabulary))
+    history = decoder.model.fit(train_data, validation_data=dev_data, epochs=config.epochs,
+                                callbacks=callbacks, shuffle=False,  # tf.data shuffles
+                                verbose=1 if sys.stderr.isatty() else 2)
+    best_weights = work_dir / "best.weights.h5"
+    if best_weights.is_file():
+        decoder.model.load_weights(str(best_weights))
+    train_seconds = time.time() - started
+
+    metadata = {
+        "data": {"root": str(Path(config.data).name), **stats,
+                 "train_captions": int(len(train_index))},
+        "settings": {key: value for key, value in asdict(config).items()
+                     if key not in ("data", "out", "cache_dir", "resume", "evaluate_dev", "callbacks")},
+        "epochs_run": len(history.history.get("loss", [])),
+        "best_val_loss": float(min(history.history.get("val_loss", [float("nan")]))),
+        "train_seconds": round(train_seconds, 1),
+        "tensorflow": tf.__version__, "keras": keras.__version__,
+    }
+    if config.evaluate_dev and dev_examples:
+        step_decoder = StepDecoder(decoder, vocabulary, length_penalty=config.length_penalty)
+        references = [example.captions for example in dev_examples]
+        metadata["dev_metrics"] = {
+            f"beam{width}": evaluate_caption_sets(references,
+                                                  step_decoder.decode(dev_features, width))
+            for width in sorted({1, config.beam_width})}
+    encoder = {"name": spec.name, "input_size": spec.input_size, "feature_dim": spec.feature_dim,
+               "preprocessing": spec.preprocessing}
+    save_artifact(out, decoder=decoder, vocabulary=vocabulary, encoder=encoder,
+                  version=config.version,
+                  decoding={"beam_width": config.beam_width, "length_penalty": config.length_penalty},
+                  training=metadata)
+    logger.info("wrote %s in %.0f s: %s", out, time.time() - started,
+                json.dumps(metadata.get("dev_metrics", {})))
+    return out
