@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, default=None, help="only the first N images")
     evaluate.add_argument("--human", action="store_true",
                           help="also report the human level of the hashtag measure")
+    card = commands.add_parser("card", help="write MODEL_CARD.md from an artifact's metadata")
+    card.add_argument("--model", required=True)
+    card.add_argument("--notes", default="", help="a Markdown file with extra notes to include")
     return parser
 
 
@@ -141,8 +144,17 @@ def run_evaluate(args) -> int:
     return 0
 
 
+def run_card(args) -> int:
+    from training.model_card import write_model_card
+
+    notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
+    print(write_model_card(args.model, notes))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    handler = {"features": run_features, "train": run_train, "evaluate": run_evaluate}
+    handler = {"features": run_features, "train": run_train, "evaluate": run_evaluate,
+               "card": run_card}
     return handler[args.command](args)

@@ -55,7 +55,7 @@ def precision_recall_at_k(predicted: Sequence[Sequence[str]], references: Sequen
         top = list(tags)[:k]
         hits = len(set(top) & reference)
         precisions.append(hits / len(top) if top else 0.0)
-        recalls.append(hits / min(len(reference), k))
+        recalls.append(hits / len(reference))
     count = max(len(precisions), 1)
     return sum(precisions) / count, sum(recalls) / count
 

@@ -1,0 +1,78 @@
+"""Write a model card (MODEL_CARD.md) from what an artifact's model.json records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlcore.artifact import read_info
+
+KNOWN_LIMITS = """\
+- Trained on Flickr8k only: 6,000 photos of mostly people, dogs, children and outdoor sports
+  in the USA. Indoor scenes, food, products, screenshots, art and text in images are described
+  poorly or as the nearest Flickr8k scene ("a man in a red shirt ...").
+- Biases of the human captions carry over: gendered words ("man", "woman", "boy", "girl") are
+  guessed from appearance, and some activities are more often attributed to one gender. Platforms
+  may want to add such words to the blocklist (`HASHTAGS["BLOCKLIST"]`).
+- Captions are short and generic; the tags are the caption's content words (no brands, places,
+  names, emotions or events). Colour words are frequent and sometimes wrong.
+- The encoder sees a 224x224 square resize of the upload; small objects get lost.
+- Scores are the beam's probability mass behind a word, not calibrated probabilities of
+  correctness.
+"""
+
+
+def _metrics_table(dev_metrics: dict) -> str:
+    lines = ["| decoding | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | tag P@5 | tag R@5 |",
+             "|---|---|---|---|---|---|---|"]
+    for name, scores in sorted(dev_metrics.items()):
+        label = "greedy" if name == "beam1" else name.replace("beam", "beam ")
+        lines.append(f"| {label} | " + " | ".join(
+            f"{scores[key]:.3f}" for key in ("bleu1", "bleu2", "bleu3", "bleu4",
+                                             "tag_precision_at_5", "tag_recall_at_5")) + " |")
+    return "\n".join(lines)
+
+
+def write_model_card(model_dir: str | Path, notes: str = "") -> Path:
+    info = read_info(model_dir)
+    training = info.training
+    settings = training.get("settings", {})
+    data = training.get("data", {})
+    minutes = training.get("train_seconds", 0) / 60
+    card = f"""# Model card: `{info.version}`
+
+CNN-LSTM image captioner whose captions become hashtag suggestions (`mlcore`).
+
+## Model
+- Encoder: `{info.encoder.get('name')}` (ImageNet-pretrained, frozen), {info.encoder.get('feature_dim')}-d
+  pooled features of a {info.encoder.get('input_size')}x{info.encoder.get('input_size')} input.
+- Decoder: LSTM {info.decoder.get('units')} units, word embedding {info.decoder.get('embedding_dim')},
+  vocabulary {info.decoder.get('vocabulary_size')} words, image feature → initial LSTM state
+  (init-inject), at most {info.decoder.get('max_length')} tokens.
+- Decoding defaults: beam width {info.decoding.get('beam_width')}, length penalty
+  {info.decoding.get('length_penalty')}.
+
+## Data
+Flickr8k (Hodosh, Young and Hockenmaier, 2013): {data.get('train_images')} training images with
+{data.get('train_captions')} captions, early stopping on the {data.get('dev_images')} dev images;
+{data.get('extra_images', 0)} extra (feedback) images. Photos were 224x224 resized JPEGs.
+
+## Training
+{', '.join(f'{key}={value}' for key, value in sorted(settings.items()) if key != 'extra_data')}.
+{training.get('epochs_run')} epochs, best dev loss {training.get('best_val_loss', float('nan')):.4f};
+{minutes:.0f} minutes on a 2-core CPU (features cached beforehand), TensorFlow
+{training.get('tensorflow')}, Keras {training.get('keras')}.
+
+## Dev-split quality
+Corpus BLEU against all five references (nltk, smoothing method 1, tokens from
+`mlcore.text.clean_caption`); hashtag precision/recall@5 against the tags that at least 2 of the
+5 human captions give. Reproduce with
+`python -m training evaluate --data ../shared/flickr8k --split dev --beam N`.
+
+{_metrics_table(training.get('dev_metrics', {}))}
+
+{notes}
+## Known limits and biases
+{KNOWN_LIMITS}"""
+    path = Path(model_dir) / "MODEL_CARD.md"
+    path.write_text(card, encoding="utf-8")
+    return path
