@@ -1,0 +1,418 @@
+"""Admin: a review queue of pending suggestions, the tag vocabulary with merge, and analyses with
+their errors and a re-run action. Every decision goes through :mod:`hashtags.services`."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from . import services
+from .dispatch import enqueue_analysis
+from .models import (
+    AcceptedTag,
+    Hashtag,
+    HashtagOptOut,
+    ImageAnalysis,
+    ReviewQueueItem,
+    Suggestion,
+    SuggestionState,
+)
+from .registry import watched_fields
+from .tags import InvalidTag
+
+
+def _thumbnail(analysis: ImageAnalysis | None, size: int = 64) -> str:
+    obj = analysis.content_object if analysis else None
+    if obj is None:
+        return "-"
+    file = getattr(obj, analysis.field_name, None)
+    if not file:
+        return "-"
+    try:
+        url = file.url
+    except ValueError:
+        return "-"
+    return format_html(
+        '<img src="{}" alt="" style="width:{}px;height:{}px;object-fit:cover;border-radius:4px">', url, size, size
+    )
+
+
+def _object_link(analysis: ImageAnalysis) -> str:
+    obj = analysis.content_object
+    if obj is None:
+        return f"{analysis.content_type.model} {analysis.object_id} (deleted)"
+    try:
+        url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    except NoReverseMatch:
+        return str(obj)
+    return format_html('<a href="{}">{}</a>', url, obj)
+
+
+class TagForm(forms.Form):
+    tag = forms.CharField(max_length=100, help_text='The tag to use instead, e.g. "#puppy".')
+
+
+class SuggestionChangeForm(forms.ModelForm):
+    """Decide in the change page: pick a state, or type a tag to replace the suggestion with."""
+
+    new_tag = forms.CharField(
+        required=False, max_length=100, label=_("Replace with tag"),
+        help_text=_('Type a tag (e.g. "#puppy") to edit the suggestion; it is accepted.'),
+    )
+
+    class Meta:
+        model = Suggestion
+        fields = ["state"]
+
+    def clean_new_tag(self):
+        text = self.cleaned_data.get("new_tag", "").strip()
+        if text:
+            from .tags import canonical_name
+
+            try:
+                canonical_name(text)
+            except InvalidTag as exc:
+                raise forms.ValidationError(str(exc))
+        return text
+
+
+DECISIONS = {
+    SuggestionState.ACCEPTED: services.accept,
+    SuggestionState.REJECTED: services.reject,
+    SuggestionState.PENDING: services.reset,
+}
+
+
+class SuggestionAdminBase(admin.ModelAdmin):
+    form = SuggestionChangeForm
+    list_display = ["thumbnail", "tag", "score_display", "rank", "state", "caption", "post", "model_version", "decided_by"]
+    list_display_links = ["tag"]
+    list_editable = ["state"]
+    list_filter = ["state", "model_version", ("hashtag", admin.RelatedOnlyFieldListFilter), "analysis__content_type"]
+    search_fields = ["hashtag__name", "analysis__caption"]
+    list_select_related = ["hashtag", "replaced", "decided_by", "analysis__content_type"]
+    list_per_page = 50
+    actions = ["accept_selected", "reject_selected", "reset_selected", "edit_selected"]
+    readonly_fields = ["thumbnail_large", "tag", "replaced", "score", "rank", "caption", "post", "model_version", "decided_by", "decided_at"]
+    fieldsets = [
+        (None, {"fields": ["thumbnail_large", "tag", "caption", "post", "score", "rank", "model_version"]}),
+        (_("Decision"), {"fields": ["state", "new_tag", "replaced", "decided_by", "decided_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("analysis__content_object")
+
+    def has_add_permission(self, request):
+        return False
+
+    # Columns --------------------------------------------------------------------------------
+
+    @admin.display(description=_("image"))
+    def thumbnail(self, obj):
+        return _thumbnail(obj.analysis)
+
+    @admin.display(description=_("image"))
+    def thumbnail_large(self, obj):
+        return _thumbnail(obj.analysis, 240)
+
+    @admin.display(description=_("tag"), ordering="hashtag__name")
+    def tag(self, obj):
+        if obj.replaced_id:
+            return format_html("{} <small>(was {})</small>", obj.hashtag.tag, obj.replaced.tag)
+        return obj.hashtag.tag
+
+    @admin.display(description=_("score"), ordering="score")
+    def score_display(self, obj):
+        return "-" if obj.score is None else f"{obj.score:.2f}"
+
+    @admin.display(description=_("caption"))
+    def caption(self, obj):
+        return obj.analysis.caption
+
+    @admin.display(description=_("post"))
+    def post(self, obj):
+        return _object_link(obj.analysis)
+
+    # Saving goes through the services ---------------------------------------------------------
+
+    def get_changelist_form(self, request, **kwargs):
+        form = super().get_changelist_form(request, **kwargs)
+        choices = [(s.value, s.label) for s in DECISIONS]
+        form.base_fields["state"] = forms.ChoiceField(choices=choices)
+        return form
+
+    def save_model(self, request, obj, form, change):
+        new_tag = form.cleaned_data.get("new_tag") if "new_tag" in form.fields else None
+        current = Suggestion.objects.get(pk=obj.pk)
+        if new_tag:
+            services.edit(current, new_tag, request.user)
+        elif "state" in form.changed_data and obj.state in DECISIONS:
+            DECISIONS[obj.state](current, request.user)
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.base_fields["state"] = forms.ChoiceField(
+            choices=[(s.value, s.label) for s in DECISIONS], required=False,
+            help_text=_("Edited and added tags keep their state unless you change it."),
+        )
+        return form
+
+    def save_related(self, request, form, formsets, change):
+        pass
+
+    # Bulk actions -------------------------------------------------------------------------------
+
+    def _bulk(self, request, queryset, decide, verb):
+        with transaction.atomic():
+            for suggestion in queryset:
+                decide(suggestion, request.user)
+        self.message_user(request, f"{verb} {queryset.count()} suggestion(s).", messages.SUCCESS)
+
+    @admin.action(description=_("Accept selected suggestions"))
+    def accept_selected(self, request, queryset):
+        self._bulk(request, queryset, services.accept, "Accepted")
+
+    @admin.action(description=_("Reject selected suggestions"))
+    def reject_selected(self, request, queryset):
+        self._bulk(request, queryset, services.reject, "Rejected")
+
+    @admin.action(description=_("Reset selected suggestions to pending"))
+    def reset_selected(self, request, queryset):
+        self._bulk(request, queryset, services.reset, "Reset")
+
+    @admin.action(description=_("Replace selected suggestions with another tag…"))
+    def edit_selected(self, request, queryset):
+        form = TagForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            try:
+                with transaction.atomic():
+                    for suggestion in queryset:
+                        services.edit(suggestion, form.cleaned_data["tag"], request.user)
+            except InvalidTag as exc:
+                form.add_error("tag", str(exc))
+            else:
+                self.message_user(request, f"Edited {queryset.count()} suggestion(s).", messages.SUCCESS)
+                return None
+        return TemplateResponse(
+            request,
+            "admin/hashtags/action_form.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _("Replace suggestions with a tag"),
+                "intro": _("The selected suggestions are replaced by this tag and accepted."),
+                "objects": queryset,
+                "form": form,
+                "action": "edit_selected",
+                "opts": self.model._meta,
+            },
+        )
+
+
+@admin.register(ReviewQueueItem)
+class ReviewQueueAdmin(SuggestionAdminBase):
+    list_filter = ["model_version", ("hashtag", admin.RelatedOnlyFieldListFilter), "analysis__content_type"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(state=SuggestionState.PENDING).order_by("-analysis__created", "rank")
+
+
+@admin.register(Suggestion)
+class SuggestionAdmin(SuggestionAdminBase):
+    pass
+
+
+class MergeForm(forms.Form):
+    target = forms.ModelChoiceField(queryset=Hashtag.objects.none(), required=False, widget=forms.RadioSelect,
+                                    label=_("Merge into"))
+    other = forms.CharField(required=False, max_length=100, label=_("or into this tag"),
+                            help_text=_("Any tag, existing or new."))
+
+    def __init__(self, *args, choices=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["target"].queryset = choices if choices is not None else Hashtag.objects.none()
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("target") and not data.get("other", "").strip():
+            raise forms.ValidationError(_("Choose the tag to keep or type one."))
+        return data
+
+
+@admin.register(Hashtag)
+class HashtagAdmin(admin.ModelAdmin):
+    list_display = ["tag", "slug", "usage_count", "merged_into", "created"]
+    search_fields = ["name", "slug"]
+    list_filter = [("merged_into", admin.EmptyFieldListFilter)]
+    readonly_fields = ["usage_count", "merged_into", "created"]
+    ordering = ["-usage_count", "name"]
+    actions = ["merge_selected", "refresh_usage_counts"]
+
+    @admin.display(description=_("tag"), ordering="name")
+    def tag(self, obj):
+        return obj.tag
+
+    def save_model(self, request, obj, form, change):
+        try:
+            from .tags import canonical_name
+
+            obj.name = canonical_name(obj.name)
+        except InvalidTag:
+            pass
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description=_("Merge selected tags into one…"))
+    def merge_selected(self, request, queryset):
+        form = MergeForm(request.POST if "apply" in request.POST else None, choices=queryset)
+        if "apply" in request.POST and form.is_valid():
+            try:
+                target = form.cleaned_data["target"]
+                if not target:
+                    target, _created = Hashtag.objects.get_or_create_normalized(form.cleaned_data["other"])
+                merged = 0
+                with transaction.atomic():
+                    for tag in queryset.exclude(pk=target.pk):
+                        tag.merge_into(target)
+                        merged += 1
+            except InvalidTag as exc:
+                form.add_error("other", str(exc))
+            else:
+                self.message_user(request, f"Merged {merged} tag(s) into {target.tag}.", messages.SUCCESS)
+                return None
+        return TemplateResponse(
+            request,
+            "admin/hashtags/action_form.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": _("Merge tags"),
+                "intro": _("Suggestions, edits and accepted tags of the other tags move to the one you keep; "
+                           "the others stay as aliases of it."),
+                "objects": queryset,
+                "form": form,
+                "action": "merge_selected",
+                "opts": self.model._meta,
+            },
+        )
+
+    @admin.action(description=_("Recount usage"))
+    def refresh_usage_counts(self, request, queryset):
+        for tag in queryset:
+            tag.refresh_usage_count()
+        self.message_user(request, f"Recounted {queryset.count()} tag(s).", messages.SUCCESS)
+
+
+class SuggestionInline(admin.TabularInline):
+    model = Suggestion
+    fk_name = "analysis"
+    fields = ["hashtag", "score", "rank", "state", "replaced", "decided_by", "decided_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ImageAnalysis)
+class ImageAnalysisAdmin(admin.ModelAdmin):
+    list_display = ["id", "thumbnail", "post", "field_name", "status", "short_error", "caption", "model_version", "duration_s", "created"]
+    list_filter = ["status", "model_version", "content_type"]
+    search_fields = ["object_id", "caption", "error", "image_sha256"]
+    list_select_related = ["content_type"]
+    actions = ["rerun_selected"]
+    inlines = [SuggestionInline]
+    fields = [
+        "thumbnail_large", "post", "field_name", "image_name", "image_sha256", "model_version", "status", "error",
+        "caption", "captions_display", "corrected_caption", "timings_display", "attempts", "created", "started", "finished",
+    ]
+    readonly_fields = [f for f in fields if f != "corrected_caption"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("content_object")
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description=_("image"))
+    def thumbnail(self, obj):
+        return _thumbnail(obj)
+
+    @admin.display(description=_("image"))
+    def thumbnail_large(self, obj):
+        return _thumbnail(obj, 240)
+
+    @admin.display(description=_("post"))
+    def post(self, obj):
+        return _object_link(obj)
+
+    @admin.display(description=_("error"))
+    def short_error(self, obj):
+        return (obj.error[:80] + "…") if len(obj.error) > 80 else obj.error
+
+    @admin.display(description=_("seconds"))
+    def duration_s(self, obj):
+        return "-" if obj.duration is None else f"{obj.duration:.2f}"
+
+    @admin.display(description=_("captions"))
+    def captions_display(self, obj):
+        return format_html("<pre>{}</pre>", "\n".join(obj.captions or []))
+
+    @admin.display(description=_("timings"))
+    def timings_display(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.timings, indent=2, sort_keys=True))
+
+    def save_model(self, request, obj, form, change):
+        if "corrected_caption" in form.changed_data:
+            from django.utils import timezone
+
+            obj.corrected_by = request.user
+            obj.corrected_at = timezone.now()
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description=_("Re-run the analysis of the selected images"))
+    def rerun_selected(self, request, queryset):
+        jobs = set()
+        for analysis in queryset:
+            model = analysis.content_type.model_class()
+            if model is None or analysis.field_name not in watched_fields(model):
+                continue
+            jobs.add((model._meta.app_label, model._meta.model_name, analysis.object_id, analysis.field_name))
+        for job in jobs:
+            transaction.on_commit(lambda job=job: enqueue_analysis(*job, force=True))
+        self.message_user(request, f"Queued {len(jobs)} analysis/analyses.", messages.SUCCESS)
+
+
+@admin.register(AcceptedTag)
+class AcceptedTagAdmin(admin.ModelAdmin):
+    list_display = ["hashtag", "content_type", "object_id", "source", "added_by", "created"]
+    list_filter = ["source", "content_type"]
+    search_fields = ["hashtag__name", "object_id"]
+    raw_id_fields = ["hashtag", "added_by"]
+    list_select_related = ["hashtag", "content_type", "added_by"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def delete_model(self, request, obj):
+        services.remove_tag(obj.content_object, obj.hashtag, request.user) if obj.content_object else obj.delete()
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(HashtagOptOut)
+class HashtagOptOutAdmin(admin.ModelAdmin):
+    list_display = ["user", "created"]
+    search_fields = ["user__username", "user__email"]
+    raw_id_fields = ["user"]

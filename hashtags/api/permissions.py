@@ -1,0 +1,25 @@
+"""Who may review an object's tags: its owner (``OWNER_FIELD``), staff, moderators."""
+
+from rest_framework.permissions import BasePermission
+from rest_framework.throttling import ScopedRateThrottle
+
+from ..conf import hashtags_settings
+from ..registry import can_review
+
+
+class CanReviewObject(BasePermission):
+    message = "Only the owner of this post or a moderator can review its hashtags."
+
+    def has_object_permission(self, request, view, obj) -> bool:
+        return can_review(request.user, obj)
+
+
+class TagImageThrottle(ScopedRateThrottle):
+    """``ScopedRateThrottle`` whose rate is ``HASHTAGS["TAG_IMAGE_THROTTLE"]`` (None = off)."""
+
+    def get_rate(self):
+        return hashtags_settings.TAG_IMAGE_THROTTLE
+
+
+def read_permissions():
+    return [cls() for cls in hashtags_settings.READ_PERMISSION_CLASSES]

@@ -1,0 +1,114 @@
+"""Request/response shapes of the hashtags API (also the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ..models import AcceptedTag, ImageAnalysis, Suggestion
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField(help_text="Readable reason, safe to show to end users.")
+
+
+class TagImageRequestSerializer(serializers.Serializer):
+    image = serializers.FileField(help_text="The image (JPEG, PNG, WebP, ...), as a multipart form field.")
+
+
+class ScoredTagSerializer(serializers.Serializer):
+    tag = serializers.CharField(help_text='"#dog"')
+    score = serializers.FloatField(help_text="Confidence in [0, 1].")
+
+
+class TagImageResponseSerializer(serializers.Serializer):
+    caption = serializers.CharField()
+    captions = serializers.ListField(child=serializers.CharField(), help_text="Beam captions, best first.")
+    hashtags = ScoredTagSerializer(many=True)
+    model_version = serializers.CharField()
+    timings = serializers.DictField(child=serializers.FloatField(), required=False)
+
+
+class TagInputSerializer(serializers.Serializer):
+    tag = serializers.CharField(max_length=100, help_text='"#puppy" or "puppy"')
+
+
+class SuggestionSerializer(serializers.ModelSerializer):
+    tag = serializers.CharField(source="hashtag.tag", read_only=True)
+    name = serializers.CharField(source="hashtag.name", read_only=True)
+    replaced = serializers.SerializerMethodField(help_text="The suggested tag an edit replaced.")
+    decided_by = serializers.SerializerMethodField()
+    post = serializers.SerializerMethodField(help_text='"app_label.model/pk" of the analysed object.')
+
+    class Meta:
+        model = Suggestion
+        fields = [
+            "id", "tag", "name", "score", "rank", "state", "replaced", "decided_by", "decided_at",
+            "model_version", "analysis", "post",
+        ]
+        read_only_fields = fields
+
+    def get_replaced(self, obj: Suggestion) -> str | None:
+        return obj.replaced.tag if obj.replaced_id else None
+
+    def get_decided_by(self, obj: Suggestion) -> str | None:
+        return obj.decided_by.get_username() if obj.decided_by_id else None
+
+    def get_post(self, obj: Suggestion) -> str:
+        ct = obj.analysis.content_type
+        return f"{ct.app_label}.{ct.model}/{obj.analysis.object_id}"
+
+
+class AnalysisSerializer(serializers.ModelSerializer):
+    field = serializers.CharField(source="field_name")
+
+    class Meta:
+        model = ImageAnalysis
+        fields = [
+            "id", "field", "status", "error", "caption", "corrected_caption", "captions", "model_version",
+            "image_sha256", "timings", "attempts", "created", "started", "finished",
+        ]
+        read_only_fields = fields
+
+
+class AcceptedTagSerializer(serializers.ModelSerializer):
+    tag = serializers.CharField(source="hashtag.tag")
+    name = serializers.CharField(source="hashtag.name")
+
+    class Meta:
+        model = AcceptedTag
+        fields = ["tag", "name", "source", "created"]
+        read_only_fields = fields
+
+
+class PostRefSerializer(serializers.Serializer):
+    content_type = serializers.CharField(help_text='"posts.post"')
+    app_label = serializers.CharField()
+    model = serializers.CharField()
+    pk = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    image_url = serializers.CharField(allow_null=True)
+    url = serializers.CharField(help_text="This post's suggestions endpoint (owner/staff).")
+
+
+class PostDetailSerializer(serializers.Serializer):
+    post = PostRefSerializer()
+    analyses = AnalysisSerializer(many=True, help_text="Newest analysis per watched image field.")
+    suggestions = SuggestionSerializer(many=True, help_text="Suggestions of those analyses.")
+    tags = AcceptedTagSerializer(many=True)
+
+
+class TrendingTagSerializer(serializers.Serializer):
+    tag = serializers.CharField()
+    name = serializers.CharField()
+    count = serializers.IntegerField(help_text="Accepted uses in the window.")
+
+
+class HashtagSerializer(serializers.Serializer):
+    tag = serializers.CharField()
+    name = serializers.CharField()
+    slug = serializers.CharField()
+    usage_count = serializers.IntegerField()
+
+
+class OptOutSerializer(serializers.Serializer):
+    opted_out = serializers.BooleanField()

@@ -1,0 +1,42 @@
+"""URL map of the hashtags API (include under ``api/hashtags/``)::
+
+    POST   tag-image/                                  caption + hashtags for an upload (anonymous, throttled)
+    GET    posts/?tag=dog[&model=posts.post]           posts with an accepted tag (paginated)
+    GET    posts/<app_label.model>/<pk>/               analyses (status, error), suggestions, tags
+    GET    posts/<app_label.model>/<pk>/suggestions/   suggestions of the current image
+    GET    posts/<app_label.model>/<pk>/tags/          accepted tags
+    POST   posts/<app_label.model>/<pk>/tags/          add your own tag {"tag": "#puppy"}
+    DELETE posts/<app_label.model>/<pk>/tags/<tag>/    remove an accepted tag
+    POST   posts/<app_label.model>/<pk>/analyze/       re-run the analysis
+    GET    suggestions/<id>/
+    POST   suggestions/<id>/accept/ | reject/ | reset/ | edit/ {"tag": "#puppy"}
+    GET    trending/?days=7&limit=20
+    GET    tags/?search=do                             tag vocabulary
+    GET|PUT|DELETE opt-out/                            your opt-out
+"""
+
+from django.urls import path
+
+from . import views
+
+app_name = "hashtags-api"
+
+OBJECT = "posts/<str:content_type>/<str:pk>/"
+
+urlpatterns = [
+    path("tag-image/", views.TagImageView.as_view(), name="tag-image"),
+    path("posts/", views.PostsByTagView.as_view(), name="posts-by-tag"),
+    path(OBJECT, views.PostDetailView.as_view(), name="post-detail"),
+    path(OBJECT + "suggestions/", views.PostSuggestionsView.as_view(), name="post-suggestions"),
+    path(OBJECT + "tags/", views.PostTagsView.as_view(), name="post-tags"),
+    path(OBJECT + "tags/<str:tag>/", views.PostTagDetailView.as_view(), name="post-tag-detail"),
+    path(OBJECT + "analyze/", views.PostAnalyzeView.as_view(), name="post-analyze"),
+    path("suggestions/<int:pk>/", views.SuggestionDetailView.as_view(), name="suggestion-detail"),
+    path("suggestions/<int:pk>/accept/", views.SuggestionAcceptView.as_view(), name="suggestion-accept"),
+    path("suggestions/<int:pk>/reject/", views.SuggestionRejectView.as_view(), name="suggestion-reject"),
+    path("suggestions/<int:pk>/reset/", views.SuggestionResetView.as_view(), name="suggestion-reset"),
+    path("suggestions/<int:pk>/edit/", views.SuggestionEditView.as_view(), name="suggestion-edit"),
+    path("trending/", views.TrendingView.as_view(), name="trending"),
+    path("tags/", views.HashtagListView.as_view(), name="tags"),
+    path("opt-out/", views.OptOutView.as_view(), name="opt-out"),
+]

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class HashtagsConfig(AppConfig):
+    name = "hashtags"
+    verbose_name = "Hashtags"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (system checks)
+        from .signals import connect_watched
+
+        connect_watched()

@@ -1,0 +1,29 @@
+"""System checks: catch a bad ``HASHTAGS`` setting at start-up, not in the first task."""
+
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import BUILTIN_EXECUTORS, hashtags_settings
+
+
+@checks.register()
+def check_settings(app_configs=None, **kwargs):
+    errors = []
+    try:
+        from .registry import watched_models
+
+        watched_models()
+    except ImproperlyConfigured as exc:
+        errors.append(checks.Error(str(exc), id="hashtags.E001"))
+    executor = hashtags_settings.EXECUTOR
+    if executor not in BUILTIN_EXECUTORS and "." not in str(executor):
+        errors.append(
+            checks.Error(
+                f"HASHTAGS['EXECUTOR'] is {executor!r}; use one of {BUILTIN_EXECUTORS} or an import string.",
+                id="hashtags.E002",
+            )
+        )
+    score = hashtags_settings.AUTO_ACCEPT_SCORE
+    if score is not None and not 0 <= float(score) <= 1:
+        errors.append(checks.Error("HASHTAGS['AUTO_ACCEPT_SCORE'] must be None or within [0, 1].", id="hashtags.E003"))
+    return errors

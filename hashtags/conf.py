@@ -1,0 +1,128 @@
+"""One settings object for the app, read from ``settings.HASHTAGS`` (the DRF pattern).
+
+``hashtags_settings.MAX_TAGS`` returns the project's value or the default below. The object is reset
+on ``setting_changed`` so ``override_settings(HASHTAGS={...})`` works in tests. Keys not listed in
+``DEFAULTS`` are rejected so that typos fail loudly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+DEFAULTS: dict[str, Any] = {
+    # Image fields to watch, as "app_label.Model.field". Saving one of these models with a new image
+    # enqueues an analysis.
+    "WATCH": [],
+    # Model artifact directory; None = the model shipped with mlcore.
+    "MODEL_DIR": None,
+    # Local ResNet50 ImageNet weights file for artifacts with a ResNet50 encoder (exported to
+    # MLCORE_RESNET50_WEIGHTS before the model loads); None = Keras' own download.
+    "RESNET50_WEIGHTS": None,
+    # Decoding and hashtag extraction.
+    "BEAM_WIDTH": 3,
+    "MAX_TAGS": 10,
+    "MIN_SCORE": 0.05,
+    # Extra tags (with or without '#') that are never suggested, on top of mlcore's blocklist.
+    "BLOCKLIST": [],
+    # How analyses run: "celery" (a worker on QUEUE), "thread" (a background thread in this process,
+    # for the demo / small sites), "sync" (inline, after commit) or an import string of a callable
+    # ``f(app_label, model_name, pk, field_name, *, force=False)``.
+    "EXECUTOR": "celery",
+    # Celery queue for analyses; run GPU workers with ``-Q gpu``.
+    "QUEUE": "gpu",
+    "TASK_SOFT_TIME_LIMIT": 120,
+    "TASK_TIME_LIMIT": 180,
+    "TASK_MAX_RETRIES": 5,
+    # Load the model when a worker process starts (after fork) instead of on the first task.
+    "WARM_WORKER": True,
+    # Analyse new images automatically on save.
+    "AUTO_TAG": True,
+    # Suggestions scoring at least this much are accepted without a person (None = never).
+    "AUTO_ACCEPT_SCORE": None,
+    # Name of a django-taggit TaggableManager on the watched model that mirrors accepted tags.
+    "TAGGIT_FIELD": None,
+    # Field (a FK to the user model) naming a watched object's owner: owners review their posts and
+    # owners who opted out are never analysed.
+    "OWNER_FIELD": "owner",
+    # DRF throttle rate for anonymous + authenticated calls of POST tag-image/ (None = unthrottled).
+    "TAG_IMAGE_THROTTLE": "30/hour",
+    # Largest upload accepted by POST tag-image/ (bytes).
+    "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
+    # Largest stored image a worker reads (bytes); bigger files fail their analysis with a reason.
+    "MAX_IMAGE_BYTES": 20 * 1024 * 1024,
+    # Permission classes (import strings) for the public read endpoints (posts by tag, trending).
+    "READ_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    # Default window of GET trending/.
+    "TRENDING_DAYS": 7,
+}
+
+IMPORT_STRINGS = ("READ_PERMISSION_CLASSES",)
+BUILTIN_EXECUTORS = ("celery", "thread", "sync")
+
+
+class HashtagsSettings:
+    """Attribute access to ``settings.HASHTAGS`` with defaults; caches resolved values."""
+
+    def __init__(self, defaults: dict[str, Any] | None = None):
+        self.defaults = defaults or DEFAULTS
+        self._cached: set[str] = set()
+        self._user_settings: dict[str, Any] | None = None
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        if self._user_settings is None:
+            value = getattr(settings, "HASHTAGS", {}) or {}
+            unknown = set(value) - set(self.defaults)
+            if unknown:
+                raise ImproperlyConfigured(
+                    f"Unknown HASHTAGS setting(s): {', '.join(sorted(unknown))}. "
+                    f"Known: {', '.join(sorted(self.defaults))}."
+                )
+            self._user_settings = value
+        return self._user_settings
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr not in self.defaults:
+            raise AttributeError(f"Invalid hashtags setting: {attr!r}")
+        value = self.user_settings.get(attr, self.defaults[attr])
+        if attr in IMPORT_STRINGS:
+            value = [import_string(item) if isinstance(item, str) else item for item in value]
+        self._cached.add(attr)
+        setattr(self, attr, value)
+        return value
+
+    def reload(self) -> None:
+        for attr in self._cached:
+            delattr(self, attr)
+        self._cached.clear()
+        self._user_settings = None
+
+    # Helpers over raw values --------------------------------------------------------------------
+
+    def watched(self) -> list[tuple[str, str, str]]:
+        """``WATCH`` parsed into ``(app_label, model_name, field_name)`` triples."""
+        triples = []
+        for entry in self.WATCH:
+            parts = entry.split(".")
+            if len(parts) != 3 or not all(parts):
+                raise ImproperlyConfigured(
+                    f"HASHTAGS['WATCH'] entries look like 'app_label.Model.image_field', got {entry!r}."
+                )
+            triples.append((parts[0], parts[1], parts[2]))
+        return triples
+
+
+hashtags_settings = HashtagsSettings(DEFAULTS)
+
+
+def reload_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting == "HASHTAGS":
+        hashtags_settings.reload()
+
+
+setting_changed.connect(reload_settings)

@@ -1,0 +1,278 @@
+"""Storage: tag vocabulary, one analysis per (object, image field, image content, model version),
+the suggestions it produced and the tags people accepted.
+
+Objects are referenced generically (content type + ``object_id`` as text) so any model with an image
+field can be watched, whatever its primary key type.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import IntegrityError, models, transaction
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.text import slugify
+from django.utils.translation import gettext_lazy as _
+
+from .tags import canonical_name, display
+
+
+class HashtagQuerySet(models.QuerySet):
+    def active(self) -> "HashtagQuerySet":
+        """Tags that were not merged into another one."""
+        return self.filter(merged_into__isnull=True)
+
+    def get_normalized(self, text: str) -> "Hashtag":
+        """The tag for user text (``"#Dog"``, ``"dog"``), following merges; DoesNotExist if none."""
+        tag = self.get(name__iexact=canonical_name(text))
+        return tag.resolve()
+
+    def get_or_create_normalized(self, text: str) -> tuple["Hashtag", bool]:
+        """Like ``get_or_create`` but case-insensitive on the canonical name and merge-aware."""
+        name = canonical_name(text)
+        existing = self.filter(name__iexact=name).first()
+        if existing is not None:
+            return existing.resolve(), False
+        try:
+            with transaction.atomic():
+                return self.create(name=name), True
+        except IntegrityError:  # created concurrently
+            return self.get(name__iexact=name).resolve(), False
+
+
+class Hashtag(models.Model):
+    """A tag in the vocabulary; ``name`` is canonical (no ``#``) and unique ignoring case."""
+
+    name = models.CharField(_("name"), max_length=100)
+    slug = models.SlugField(_("slug"), max_length=120, unique=True, allow_unicode=True)
+    usage_count = models.PositiveIntegerField(
+        _("usage count"), default=0, help_text=_("Objects that carry this tag as an accepted tag.")
+    )
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_from",
+        help_text=_("Set when this tag was merged; new uses go to the target."),
+    )
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+
+    objects = HashtagQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="hashtags_hashtag_name_ci_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.tag
+
+    @property
+    def tag(self) -> str:
+        return display(self.name)
+
+    def save(self, *args, **kwargs):
+        if not self.slug:
+            self.slug = self._unique_slug()
+        super().save(*args, **kwargs)
+
+    def _unique_slug(self) -> str:
+        base = slugify(self.name, allow_unicode=True)[:100] or "tag"
+        slug, n = base, 1
+        while Hashtag.objects.filter(slug=slug).exclude(pk=self.pk).exists():
+            n += 1
+            slug = f"{base}-{n}"
+        return slug
+
+    def resolve(self) -> "Hashtag":
+        """Follow ``merged_into`` to the tag now in use."""
+        tag, seen = self, set()
+        while tag.merged_into_id and tag.pk not in seen:
+            seen.add(tag.pk)
+            tag = tag.merged_into
+        return tag
+
+    def refresh_usage_count(self) -> None:
+        self.usage_count = self.accepted.count()
+        self.save(update_fields=["usage_count"])
+
+    def merge_into(self, other: "Hashtag") -> None:
+        """Move every reference (suggestions, edits, accepted tags, taggit tags) to ``other``."""
+        from .services import merge_hashtags
+
+        merge_hashtags(self, other)
+
+
+class AnalysisStatus(models.TextChoices):
+    PENDING = "pending", _("pending")
+    RUNNING = "running", _("running")
+    DONE = "done", _("done")
+    FAILED = "failed", _("failed")
+
+
+class ObjectRefQuerySet(models.QuerySet):
+    def for_object(self, obj: models.Model) -> "ObjectRefQuerySet":
+        return self.filter(
+            content_type=ContentType.objects.get_for_model(obj, for_concrete_model=False),
+            object_id=str(obj.pk),
+        )
+
+
+class ImageAnalysis(models.Model):
+    """One model version's reading of one image content of one object's image field.
+
+    Unique on (object, field, sha256, model version): the same content is never analysed twice by
+    the same model, which also makes the task idempotent under ``acks_late`` redelivery.
+    """
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE, related_name="+")
+    object_id = models.CharField(max_length=64, db_index=True)
+    content_object = GenericForeignKey("content_type", "object_id")
+    field_name = models.CharField(max_length=100)
+    image_name = models.CharField(max_length=255, blank=True, help_text=_("Storage name when analysed."))
+    image_sha256 = models.CharField(max_length=64, blank=True, help_text=_("Empty when unreadable."))
+    model_version = models.CharField(max_length=100)
+    status = models.CharField(max_length=10, choices=AnalysisStatus.choices, default=AnalysisStatus.PENDING)
+    error = models.TextField(blank=True)
+    caption = models.TextField(blank=True)
+    captions = models.JSONField(default=list, blank=True)
+    corrected_caption = models.TextField(
+        null=True, blank=True, help_text=_("A person's correction of the generated caption.")
+    )
+    corrected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    corrected_at = models.DateTimeField(null=True, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    objects = ObjectRefQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "image analyses"
+        ordering = ["-created", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["content_type", "object_id", "field_name", "image_sha256", "model_version"],
+                name="hashtags_analysis_unique_content_version",
+            )
+        ]
+        indexes = [models.Index(fields=["content_type", "object_id", "field_name"])]
+
+    def __str__(self) -> str:
+        return f"{self.content_type.app_label}.{self.content_type.model}:{self.object_id} ({self.status})"
+
+    @property
+    def duration(self) -> float | None:
+        if self.started and self.finished:
+            return (self.finished - self.started).total_seconds()
+        return None
+
+    def mark_failed(self, error: str) -> None:
+        self.status = AnalysisStatus.FAILED
+        self.error = error[:2000]
+        self.finished = timezone.now()
+        self.save(update_fields=["status", "error", "finished"])
+
+
+class SuggestionState(models.TextChoices):
+    PENDING = "pending", _("pending")
+    ACCEPTED = "accepted", _("accepted")
+    REJECTED = "rejected", _("rejected")
+    EDITED = "edited", _("edited")
+    ADDED = "added", _("added by a person")
+
+
+class Suggestion(models.Model):
+    """A tag proposed for an analysed image, and what a person decided about it."""
+
+    analysis = models.ForeignKey(ImageAnalysis, on_delete=models.CASCADE, related_name="suggestions")
+    hashtag = models.ForeignKey(Hashtag, on_delete=models.PROTECT, related_name="suggestions")
+    score = models.FloatField(null=True, blank=True, help_text=_("Model score in [0, 1]; empty when added."))
+    rank = models.PositiveSmallIntegerField(null=True, blank=True)
+    state = models.CharField(max_length=10, choices=SuggestionState.choices, default=SuggestionState.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    replaced = models.ForeignKey(
+        Hashtag, null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by_edits",
+        help_text=_("The suggested tag an edit replaced."),
+    )
+    replaced_text = models.CharField(max_length=100, blank=True, help_text=_("Suggested text before the edit."))
+    model_version = models.CharField(max_length=100, blank=True, help_text=_("Model that suggested it."))
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["analysis_id", "rank", "pk"]
+        indexes = [models.Index(fields=["state", "model_version"])]
+
+    def __str__(self) -> str:
+        return f"{self.hashtag} ({self.state})"
+
+    @property
+    def is_accepted(self) -> bool:
+        return self.state in (SuggestionState.ACCEPTED, SuggestionState.EDITED, SuggestionState.ADDED)
+
+
+class ReviewQueueItem(Suggestion):
+    """Pending suggestions: the moderators' to-do list in the admin (a proxy of Suggestion)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "pending suggestion"
+        verbose_name_plural = "review queue"
+
+
+class AcceptedTagSource(models.TextChoices):
+    SUGGESTION = "suggestion", _("accepted suggestion")
+    EDIT = "edit", _("edited suggestion")
+    ADDED = "added", _("added by a person")
+    AUTO = "auto", _("auto-accepted")
+
+
+class AcceptedTag(models.Model):
+    """A tag an object carries; query with :func:`hashtags.query.filter_by_tag`."""
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE, related_name="+")
+    object_id = models.CharField(max_length=64, db_index=True)
+    content_object = GenericForeignKey("content_type", "object_id")
+    hashtag = models.ForeignKey(Hashtag, on_delete=models.CASCADE, related_name="accepted")
+    source = models.CharField(max_length=10, choices=AcceptedTagSource.choices, default=AcceptedTagSource.SUGGESTION)
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = ObjectRefQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["content_type", "object_id", "hashtag"], name="hashtags_acceptedtag_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hashtag} on {self.content_type.model}:{self.object_id}"
+
+
+class HashtagOptOut(models.Model):
+    """A user who does not want their images analysed."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="hashtags_opt_out")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "hashtag opt-out"
+
+    def __str__(self) -> str:
+        return f"opt-out: {self.user}"
+
+    @classmethod
+    def is_opted_out(cls, user_id) -> bool:
+        return user_id is not None and cls.objects.filter(user_id=user_id).exists()

@@ -1,0 +1,70 @@
+"""Celery task: analyse one watched image. Routed to ``HASHTAGS["QUEUE"]`` (``gpu``) by
+:func:`hashtags.dispatch.enqueue_analysis`.
+
+Run a worker with::
+
+    celery -A project worker -Q gpu --pool=solo --loglevel=info          # one model per worker
+    celery -A project worker -Q gpu --concurrency=1 --loglevel=info      # prefork, 1 child
+
+``acks_late``: a worker that dies mid-task gets the message redelivered; the task is idempotent
+(see :mod:`hashtags.analysis`). Transient errors retry with exponential backoff; bad images do not.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+
+from .analysis import TRANSIENT_ERRORS, mark_gave_up, run_analysis
+from .conf import hashtags_settings
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True,
+    name="hashtags.analyze_image",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=5,
+    ignore_result=True,
+)
+def analyze_image(self, app_label: str, model_name: str, pk, field_name: str, force: bool = False):
+    """Analyse ``app_label.model_name(pk).field_name`` and store its suggestions."""
+    self.max_retries = hashtags_settings.TASK_MAX_RETRIES
+    try:
+        analysis = run_analysis(app_label, model_name, pk, field_name, force=force)
+    except SoftTimeLimitExceeded:
+        mark_gave_up(app_label, model_name, pk, field_name,
+                     f"analysis timed out after {hashtags_settings.TASK_SOFT_TIME_LIMIT} s")
+        raise
+    except TRANSIENT_ERRORS as exc:
+        if self.request.retries >= self.max_retries:
+            mark_gave_up(app_label, model_name, pk, field_name,
+                         f"gave up after {self.request.retries} retries: {exc}")
+        raise  # autoretry_for schedules the retry
+    if analysis is None:
+        return None
+    return {"analysis": analysis.pk, "status": analysis.status}
+
+
+@worker_process_init.connect
+def warm_model(**kwargs) -> None:
+    """Load the model in each freshly forked worker child, before the first task arrives."""
+    from django.conf import settings
+
+    if not settings.configured or not hashtags_settings.WARM_WORKER:
+        return
+    from .inference import get_captioner
+
+    try:
+        get_captioner()
+    except Exception:  # the task reports the problem with a proper error; never kill the child
+        logger.exception("hashtags: could not pre-load the model")

@@ -1,0 +1,5 @@
+"""Demo site for the hashtags app."""
+
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)

@@ -1,0 +1,107 @@
+"""The admin: review queue with bulk/in-place decisions, tag merge, analyses with re-run."""
+
+import pytest
+
+from hashtags import services
+from hashtags.analysis import run_analysis
+from hashtags.models import Hashtag, Suggestion
+from hashtags.query import tags_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client, django_user_model):
+    admin = django_user_model.objects.create_superuser("admin", "admin@example.com", "pw-admin-123")
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
+def analysed(model, make_post):
+    post = make_post(seed=1)
+    analysis = run_analysis("posts", "post", post.pk, "image")
+    assert analysis.suggestions.count() >= 2
+    return post, analysis
+
+
+def test_pages_render(admin_client, analysed):
+    post, analysis = analysed
+    suggestion = analysis.suggestions.first()
+    queue = admin_client.get("/admin/hashtags/reviewqueueitem/")
+    assert queue.status_code == 200
+    html = queue.content.decode()
+    assert suggestion.hashtag.tag in html and post.image.url in html  # thumbnail
+    for url in [
+        "/admin/hashtags/suggestion/?state__exact=accepted",
+        f"/admin/hashtags/suggestion/?model_version={analysis.model_version}",
+        f"/admin/hashtags/suggestion/{suggestion.pk}/change/",
+        "/admin/hashtags/hashtag/?q=do",
+        "/admin/hashtags/imageanalysis/",
+        f"/admin/hashtags/imageanalysis/{analysis.pk}/change/",
+        "/admin/hashtags/acceptedtag/",
+        "/admin/posts/post/",
+    ]:
+        assert admin_client.get(url).status_code == 200, url
+
+
+def test_bulk_accept_and_reject(admin_client, analysed):
+    post, analysis = analysed
+    ids = list(analysis.suggestions.values_list("pk", flat=True))
+    admin_client.post("/admin/hashtags/reviewqueueitem/", {"action": "accept_selected", "_selected_action": ids})
+    assert set(analysis.suggestions.values_list("state", flat=True)) == {"accepted"}
+    assert len(tags_for(post)) == len(ids)
+    admin_client.post("/admin/hashtags/suggestion/", {"action": "reject_selected", "_selected_action": ids[:1]})
+    assert Suggestion.objects.get(pk=ids[0]).state == "rejected" and len(tags_for(post)) == len(ids) - 1
+
+
+def test_edit_in_place_and_in_bulk(admin_client, analysed):
+    post, analysis = analysed
+    first, second = analysis.suggestions.all()[:2]
+    response = admin_client.post(f"/admin/hashtags/suggestion/{first.pk}/change/", {"state": "pending", "new_tag": "#Puppy"})
+    assert response.status_code == 302
+    first.refresh_from_db()
+    assert first.state == "edited" and first.hashtag.name == "puppy"
+    # bulk: intermediate page, then apply
+    page = admin_client.post("/admin/hashtags/suggestion/", {"action": "edit_selected", "_selected_action": [second.pk]})
+    assert page.status_code == 200 and b"Replace suggestions" in page.content
+    admin_client.post("/admin/hashtags/suggestion/", {
+        "action": "edit_selected", "_selected_action": [second.pk], "apply": "1", "tag": "kitten",
+    })
+    second.refresh_from_db()
+    assert second.state == "edited" and second.hashtag.name == "kitten"
+    assert sorted(t.name for t in tags_for(post)) == ["kitten", "puppy"]
+
+
+def test_list_editable_state_goes_through_the_services(admin_client, analysed):
+    post, analysis = analysed
+    suggestion = analysis.suggestions.first()
+    data = {
+        "form-TOTAL_FORMS": "1", "form-INITIAL_FORMS": "1", "form-0-id": str(suggestion.pk),
+        "form-0-state": "accepted", "_save": "Save",
+    }
+    response = admin_client.post("/admin/hashtags/reviewqueueitem/", data)
+    assert response.status_code == 302
+    suggestion.refresh_from_db()
+    assert suggestion.state == "accepted" and [t.name for t in tags_for(post)] == [suggestion.hashtag.name]
+
+
+def test_merge_action_with_intermediate_page(admin_client, recording, make_post, user):
+    post = make_post()
+    services.add_tag(post, "doggy", user)
+    dog, doggy = Hashtag.objects.create(name="dog"), Hashtag.objects.get(name="doggy")
+    page = admin_client.post("/admin/hashtags/hashtag/", {"action": "merge_selected", "_selected_action": [dog.pk, doggy.pk]})
+    assert page.status_code == 200 and b"Merge into" in page.content
+    admin_client.post("/admin/hashtags/hashtag/", {
+        "action": "merge_selected", "_selected_action": [dog.pk, doggy.pk], "apply": "1", "target": dog.pk,
+    })
+    doggy.refresh_from_db()
+    assert doggy.merged_into == dog and [t.name for t in tags_for(post)] == ["dog"]
+    assert list(post.tags.names()) == ["dog"]
+
+
+def test_rerun_action(admin_client, analysed, recording, django_capture_on_commit_callbacks):
+    post, analysis = analysed
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post("/admin/hashtags/imageanalysis/", {"action": "rerun_selected", "_selected_action": [analysis.pk]})
+    assert recording == [("posts", "post", str(post.pk), "image", True)]

@@ -1,0 +1,43 @@
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from hashtags.conf import DEFAULTS, hashtags_settings
+
+
+def test_defaults_apply_where_the_project_is_silent(settings):
+    settings.HASHTAGS = {"WATCH": ["posts.Post.image"]}
+    assert hashtags_settings.BEAM_WIDTH == DEFAULTS["BEAM_WIDTH"] == 3
+    assert hashtags_settings.QUEUE == "gpu"
+    assert hashtags_settings.AUTO_ACCEPT_SCORE is None
+    assert hashtags_settings.watched() == [("posts", "Post", "image")]
+
+
+def test_override_settings_is_honoured():
+    with override_settings(HASHTAGS={"MAX_TAGS": 4, "QUEUE": "cpu"}):
+        assert hashtags_settings.MAX_TAGS == 4
+        assert hashtags_settings.QUEUE == "cpu"
+    assert hashtags_settings.QUEUE == "gpu"
+
+
+def test_unknown_keys_fail_loudly():
+    with override_settings(HASHTAGS={"MAX_TAG": 4}):
+        with pytest.raises(ImproperlyConfigured, match="MAX_TAG"):
+            _ = hashtags_settings.MAX_TAGS
+
+
+def test_import_strings_are_resolved():
+    from rest_framework.permissions import IsAuthenticated
+
+    with override_settings(HASHTAGS={"READ_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"]}):
+        assert hashtags_settings.READ_PERMISSION_CLASSES == [IsAuthenticated]
+
+
+def test_bad_watch_entry_is_a_system_check_error():
+    from hashtags.checks import check_settings
+
+    with override_settings(HASHTAGS={"WATCH": ["posts.Post"]}):
+        assert [e.id for e in check_settings()] == ["hashtags.E001"]
+    with override_settings(HASHTAGS={"WATCH": ["posts.Post.text"]}):
+        assert [e.id for e in check_settings()] == ["hashtags.E001"]
+    assert check_settings() == []
