@@ -1,0 +1,84 @@
+# django-image-hashtags: set-up, demo, tests.
+#
+#   make demo     set up .venv, migrate, create the demo user, run http://127.0.0.1:8000
+#   make test     set up .venv and run the test suite
+#   make worker   run a Celery worker on the gpu queue (needs CELERY_BROKER_URL, default local Redis)
+#   make bench    run the benchmarks in benchmarks/
+#   make venv     create .venv and install requirements.txt (only when it changed)
+#   make clean    remove build artefacts and caches (keeps .venv, the demo database and media)
+#   make distclean  clean + remove .venv
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKER_QUEUES ?= gpu
+PYTEST_ARGS ?=
+RUNSERVER_ARGS ?=
+BENCHMARKS ?= $(sort $(wildcard benchmarks/[!_]*.py))
+
+# TensorFlow is chatty on import; keep warnings and errors only.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONUNBUFFERED := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo demo-user test worker bench clean distclean
+
+help:
+	@sed -n '3,9p' Makefile | sed 's/^# *//'
+
+# --- virtualenv -------------------------------------------------------------
+# .venv/.installed is a stamp: pip runs again only when requirements.txt is newer.
+venv: $(VENV)/.installed
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+# --- demo site --------------------------------------------------------------
+# Idempotent: creates demo/demo once, and keeps it staff + superuser.
+define DEMO_USER_PY
+from django.contrib.auth import get_user_model
+User = get_user_model()
+user, created = User.objects.get_or_create(username="demo")
+if created:
+    user.set_password("demo")
+user.is_staff = user.is_superuser = user.is_active = True
+user.save()
+print("Demo user %s: username 'demo', password 'demo'" % ("created" if created else "ready"))
+endef
+export DEMO_USER_PY
+
+demo-user: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py shell --verbosity 0 -c "$$DEMO_USER_PY"
+
+demo: demo-user
+	@echo "Demo site: http://$(HOST):$(PORT)/  (sign in as demo / demo; admin at /admin/)"
+	$(PY) manage.py runserver $(RUNSERVER_ARGS) $(HOST):$(PORT)
+
+# --- tests, worker, benchmarks ---------------------------------------------
+test: venv
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+worker: export CELERY_BROKER_URL ?= redis://127.0.0.1:6379/0
+worker: venv
+	$(VENV)/bin/celery -A project worker -Q $(WORKER_QUEUES) --pool=solo --loglevel=INFO
+
+bench: venv
+	@test -n "$(BENCHMARKS)" || { echo "no benchmarks in benchmarks/"; exit 1; }
+	@set -e; for script in $(BENCHMARKS); do \
+		echo "== $$script"; $(PY) $$script; \
+	done
+
+# --- cleaning ---------------------------------------------------------------
+clean:
+	rm -rf build dist .pytest_cache *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,298 @@
+"""The demo pages. Every tag decision goes through ``hashtags.services`` — the same functions the
+admin and the REST API call — so the page, the admin and the API always agree."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, F
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from hashtags import services
+from hashtags.conf import hashtags_settings
+from hashtags.dispatch import enqueue_analysis
+from hashtags.models import AcceptedTag, Hashtag, HashtagOptOut, ImageAnalysis, Suggestion
+from hashtags.registry import can_review, content_type_for
+from hashtags.tags import InvalidTag, canonical_name
+
+from .forms import PostForm, TagForm
+from .models import Post
+
+IMAGE_FIELD = "image"
+POSTS_PER_PAGE = 24
+#: Statuses during which the detail page polls for a change.
+WAITING = ("queued", "pending", "running")
+
+
+# Helpers ------------------------------------------------------------------------------------------
+
+def trending_tags(days: int | None = None, limit: int = 12) -> list[dict]:
+    """Tags by accepted uses in the last ``days`` days (same rule as ``GET /api/hashtags/trending/``)."""
+    since = timezone.now() - timedelta(days=days or hashtags_settings.TRENDING_DAYS)
+    rows = (
+        AcceptedTag.objects.filter(created__gte=since, hashtag__merged_into__isnull=True)
+        .values("hashtag__name")
+        .annotate(count=Count("id"))
+        .order_by("-count", "hashtag__name")[:limit]
+    )
+    return [{"name": r["hashtag__name"], "count": r["count"]} for r in rows]
+
+
+def render_page(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
+    context.setdefault("trending", trending_tags())
+    return render(request, template, context, status=status)
+
+
+def current_analysis(post: Post) -> ImageAnalysis | None:
+    """The analysis of the post's current image (newest first), like the API's post detail."""
+    analyses = ImageAnalysis.objects.for_object(post).filter(field_name=IMAGE_FIELD)
+    return analyses.filter(image_name=post.image.name).first() or analyses.first()
+
+
+def analysis_status(post: Post, analysis: ImageAnalysis | None) -> str:
+    """pending / running / done / failed, or ``queued`` (no record yet) / ``off`` (not analysed)."""
+    if analysis is not None:
+        return analysis.status
+    if not post.image or HashtagOptOut.is_opted_out(post.owner_id) or not hashtags_settings.AUTO_TAG:
+        return "off"
+    return "queued"
+
+
+def statuses_for(posts: list[Post]) -> dict[int, str]:
+    """Newest analysis status per post, in one query (for the grid badges)."""
+    if not posts:
+        return {}
+    rows = (
+        ImageAnalysis.objects.filter(
+            content_type=content_type_for(Post),
+            object_id__in=[str(p.pk) for p in posts],
+            field_name=IMAGE_FIELD,
+        )
+        .order_by("object_id", "-created", "-pk")
+        .values_list("object_id", "status")
+    )
+    found: dict[int, str] = {}
+    for object_id, status in rows:
+        found.setdefault(int(object_id), status)
+    return found
+
+
+def reviewable_post(request: HttpRequest, pk: int) -> Post:
+    """The post, if the user may review its tags (owner, staff, moderator); 403 otherwise."""
+    post = get_object_or_404(Post, pk=pk)
+    if not can_review(request.user, post):
+        raise PermissionDenied("Only the owner of this post or a moderator can change its hashtags.")
+    return post
+
+
+def back_to(post: Post, anchor: str = "tags") -> HttpResponse:
+    return redirect(f"{post.get_absolute_url()}#{anchor}")
+
+
+def paginate(request: HttpRequest, queryset) -> tuple:
+    page = Paginator(queryset, POSTS_PER_PAGE).get_page(request.GET.get("page"))
+    posts = list(page.object_list)
+    statuses = statuses_for(posts)
+    for post in posts:
+        post.analysis_status = statuses.get(post.pk, "")
+    return page, posts
+
+
+# Pages --------------------------------------------------------------------------------------------
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    page, posts = paginate(request, Post.objects.select_related("owner").with_hashtags())
+    return render_page(request, "posts/home.html", {"page": page, "posts": posts})
+
+
+@require_GET
+def tag_posts(request: HttpRequest, tag: str) -> HttpResponse:
+    try:
+        name = canonical_name(tag)
+    except InvalidTag:
+        raise Http404("not a hashtag")
+    hashtag = Hashtag.objects.filter(name__iexact=name).first()
+    if hashtag is not None and hashtag.resolve().name != tag:
+        # "#Dogs", or a tag merged into another one: go to the tag in use.
+        return redirect("posts:tag", hashtag.resolve().name)
+    page, posts = paginate(request, Post.objects.tagged(name).select_related("owner").with_hashtags())
+    return render_page(request, "posts/tag.html", {"tag": name, "hashtag": hashtag, "page": page, "posts": posts})
+
+
+@login_required
+def create_post(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = PostForm(request.POST, request.FILES)
+        if form.is_valid():
+            post = form.save(commit=False)
+            post.owner = request.user
+            post.save()
+            form.save_m2m()
+            messages.success(request, "Photo uploaded. Hashtag suggestions appear here in a few seconds.")
+            return redirect(post)
+    else:
+        form = PostForm()
+    opted_out = HashtagOptOut.is_opted_out(request.user.pk)
+    return render_page(request, "posts/create.html", {"form": form, "opted_out": opted_out})
+
+
+@require_GET
+def post_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    post = get_object_or_404(Post.objects.select_related("owner"), pk=pk)
+    analysis = current_analysis(post)
+    status = analysis_status(post, analysis)
+    reviewer = can_review(request.user, post)
+    suggestions = []
+    if analysis is not None and reviewer:
+        suggestions = list(
+            analysis.suggestions.select_related("hashtag", "replaced", "decided_by").order_by(
+                F("rank").asc(nulls_last=True), "pk"
+            )
+        )
+    accepted = (
+        AcceptedTag.objects.for_object(post).select_related("hashtag", "added_by").order_by("hashtag__name")
+    )
+    context = {
+        "post": post,
+        "analysis": analysis,
+        "status": status,
+        "waiting": status in WAITING,
+        "caption": (analysis.corrected_caption or analysis.caption) if analysis else "",
+        "suggestions": suggestions,
+        "accepted": accepted,
+        "can_review": reviewer,
+        "is_owner": request.user.is_authenticated and post.owner_id == request.user.pk,
+        "tag_form": TagForm(),
+        "trending": [],  # the detail page has no sidebar
+    }
+    return render_page(request, "posts/detail.html", context)
+
+
+@require_GET
+def post_status(request: HttpRequest, pk: int) -> JsonResponse:
+    """What the detail page polls while an analysis is queued or running."""
+    post = get_object_or_404(Post, pk=pk)
+    analysis = current_analysis(post)
+    return JsonResponse(
+        {
+            "status": analysis_status(post, analysis),
+            "error": analysis.error if analysis else "",
+            "suggestions": analysis.suggestions.count() if analysis else 0,
+        }
+    )
+
+
+# Actions (POST only) ------------------------------------------------------------------------------
+
+DECISIONS = {"accept": services.accept, "reject": services.reject, "reset": services.reset}
+
+
+@login_required
+@require_POST
+def decide(request: HttpRequest, pk: int, suggestion_id: int, action: str) -> HttpResponse:
+    """Accept / reject / reset / edit one suggestion of the post."""
+    post = reviewable_post(request, pk)
+    suggestion = get_object_or_404(
+        Suggestion,
+        pk=suggestion_id,
+        analysis__content_type=content_type_for(post),
+        analysis__object_id=str(post.pk),
+    )
+    if action in DECISIONS:
+        suggestion = DECISIONS[action](suggestion, request.user)
+    elif action == "edit":
+        form = TagForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, f"Edit of {suggestion.hashtag.tag}: {' '.join(form.errors['tag'])}")
+            return back_to(post, "suggestions")
+        try:
+            suggestion = services.edit(suggestion, form.cleaned_data["tag"], request.user)
+        except InvalidTag as exc:
+            messages.error(request, str(exc))
+            return back_to(post, "suggestions")
+        if suggestion.replaced_id:
+            messages.success(request, f"{suggestion.replaced.tag} → {suggestion.hashtag.tag}")
+    else:
+        raise Http404("unknown action")
+    return back_to(post, "suggestions")
+
+
+@login_required
+@require_POST
+def add_tag(request: HttpRequest, pk: int) -> HttpResponse:
+    post = reviewable_post(request, pk)
+    form = TagForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors["tag"]))
+        return back_to(post)
+    try:
+        accepted, _ = services.add_tag(post, form.cleaned_data["tag"], request.user)
+    except InvalidTag as exc:
+        messages.error(request, str(exc))
+        return back_to(post)
+    messages.success(request, f"Added {accepted.hashtag.tag}.")
+    return back_to(post)
+
+
+@login_required
+@require_POST
+def remove_tag(request: HttpRequest, pk: int, tag: str) -> HttpResponse:
+    post = reviewable_post(request, pk)
+    try:
+        hashtag = Hashtag.objects.get_normalized(tag)
+    except (InvalidTag, Hashtag.DoesNotExist):
+        raise Http404("no such tag")
+    if services.remove_tag(post, hashtag, request.user):
+        messages.success(request, f"Removed {hashtag.tag}.")
+    return back_to(post)
+
+
+@login_required
+@require_POST
+def reanalyze_post(request: HttpRequest, pk: int) -> HttpResponse:
+    post = reviewable_post(request, pk)
+    if post.image:
+        meta = Post._meta
+        enqueue_analysis(meta.app_label, meta.model_name, post.pk, IMAGE_FIELD, force=True)
+        messages.info(request, "Analysis queued again.")
+    return back_to(post, "analysis")
+
+
+@login_required
+@require_POST
+def delete_post(request: HttpRequest, pk: int) -> HttpResponse:
+    post = get_object_or_404(Post, pk=pk)
+    if not (request.user.is_staff or post.owner_id == request.user.pk):
+        raise PermissionDenied("Only the owner can delete this post.")
+    image = post.image
+    post.delete()
+    if image:
+        image.delete(save=False)  # the person deleted their photo: do not keep the file
+    messages.success(request, "Post deleted.")
+    return redirect("posts:home")
+
+
+@login_required
+@require_POST
+def opt_out(request: HttpRequest) -> HttpResponse:
+    """Toggle the user's opt-out: their new photos are then never analysed."""
+    if request.POST.get("opt_out") == "1":
+        HashtagOptOut.objects.get_or_create(user=request.user)
+        messages.info(request, "Your photos will not be analysed. You can still add tags yourself.")
+    else:
+        HashtagOptOut.objects.filter(user=request.user).delete()
+        messages.info(request, "Your new photos will get hashtag suggestions again.")
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
+        target = reverse("posts:create")
+    return redirect(target)
