@@ -55,7 +55,8 @@ def _variable_key(path: str) -> str:
 
 def save_artifact(out_dir: str | Path, *, decoder, vocabulary: Vocabulary, encoder: dict,
                   version: str | None = None, decoding: dict | None = None,
-                  training: dict | None = None, weights_dtype: str = "float16") -> Path:
+                  training: dict | None = None, weights_dtype: str = "float16",
+                  tag_head=None) -> Path:
     """Write the artifact atomically: a half-written directory never looks like a model."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +65,9 @@ def save_artifact(out_dir: str | Path, *, decoder, vocabulary: Vocabulary, encod
               for v in decoder.model.weights}
     np.savez(staging / WEIGHTS_FILE, **arrays)
     vocabulary.save(staging / VOCABULARY_FILE)
+    if tag_head is not None:
+        from mlcore.tag_head import save_tag_head
+        save_tag_head(staging, tag_head)
     digest = hashlib.sha256((staging / WEIGHTS_FILE).read_bytes()).hexdigest()
     version = version or f"{encoder['name']}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{digest[:8]}"
     manifest = {

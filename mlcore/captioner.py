@@ -13,6 +13,7 @@ from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, ArtifactInfo, load
 from mlcore.decoding import CaptionSet, StepDecoder
 from mlcore.extractor import ExtractorConfig, Hashtag, extract_hashtags
 from mlcore.images import ImageError, load_image
+from mlcore.tag_head import TagHead, load_tag_head
 
 __all__ = ["Captioner", "CaptionSet", "Suggestion", "ArtifactError", "ImageError"]
 
@@ -41,8 +42,9 @@ class Captioner:
     """
 
     def __init__(self, info: ArtifactInfo, encoder, step_decoder: StepDecoder,
-                 model_dir: Path | None = None):
+                 model_dir: Path | None = None, tag_head: TagHead | None = None):
         self.info = info
+        self.tag_head = tag_head
         self.encoder = encoder
         self.step_decoder = step_decoder
         self.model_dir = model_dir
@@ -65,7 +67,7 @@ class Captioner:
             raise ArtifactError(f"{model_dir}: {error}") from None
         length_penalty = float(info.decoding.get("length_penalty", 0.7))
         return cls(info, encoder, StepDecoder(decoder, vocabulary, length_penalty=length_penalty),
-                   Path(model_dir))
+                   Path(model_dir), load_tag_head(model_dir))
 
     @property
     def model_version(self) -> str:
@@ -103,18 +105,21 @@ class Captioner:
                 outcome.append(error)
         decoded_at = time.perf_counter()
         caption_sets: list[CaptionSet] = []
+        head_probabilities: list[dict[str, float] | None] = [None] * len(loaded)
         encode_seconds = decode_seconds = 0.0
         if loaded:
             features = self.encoder.encode(np.stack(loaded))
             encoded_at = time.perf_counter()
             caption_sets = self.caption_features(features, beam_width)
+            if self.tag_head is not None:
+                head_probabilities = self.tag_head.probabilities(features)
             encode_seconds = encoded_at - decoded_at
             decode_seconds = time.perf_counter() - encoded_at
         per_image = max(len(loaded), 1)
         timings = {"load_s": (decoded_at - started) / max(len(images), 1),
                    "encode_s": encode_seconds / per_image, "decode_s": decode_seconds / per_image}
-        return [item if isinstance(item, ImageError) else (caption_sets[item], timings)
-                for item in outcome]
+        return [item if isinstance(item, ImageError)
+                else (caption_sets[item], head_probabilities[item], timings) for item in outcome]
 
     def suggest(self, images: Sequence, beam_width: int | None = None,
                 config: ExtractorConfig | None = None) -> list[Suggestion | ImageError]:
@@ -124,9 +129,10 @@ class Captioner:
             if isinstance(item, ImageError):
                 results.append(item)
                 continue
-            caption_set, timings = item
+            caption_set, head, timings = item
             started = time.perf_counter()
-            hashtags = extract_hashtags(caption_set.captions, caption_set.log_probs, config)
+            hashtags = extract_hashtags(caption_set.captions, caption_set.log_probs, config,
+                                        tag_probabilities=head)
             timings = {**timings, "extract_s": time.perf_counter() - started}
             results.append(Suggestion(caption_set.caption, caption_set.captions,
                                       caption_set.log_probs, hashtags, self.model_version, timings))

@@ -54,6 +54,11 @@ class StepDecoder:
         self._beam_functions: dict[int, tf.types.experimental.GenericFunction] = {}
         self._jit_compile = jit_compile
         self._feature_spec = feature_spec
+        # Padding, <start> and <unk> are never words of a caption: an "<unk>" in a caption (and
+        # "#unk" among the hashtags) helps nobody, so their logits are pushed out of reach.
+        banned = np.zeros(len(vocabulary), np.float32)
+        banned[[vocabulary.pad_id, vocabulary.start_id, vocabulary.unknown_id]] = _NEGATIVE
+        self._never_generate = tf.constant(banned)
 
     # -- one step ---------------------------------------------------------------------------
     def _initial_state(self, features: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -65,7 +70,7 @@ class StepDecoder:
         # single cell has no use for.
         words = tf.nn.embedding_lookup(self.decoder.embedding.embeddings, token_ids)
         output, (hidden, cell) = self.decoder.lstm.cell(words, [hidden, cell], training=False)
-        logits = self.decoder.output_projection(output)
+        logits = self.decoder.output_projection(output) + self._never_generate
         return tf.nn.log_softmax(logits, axis=-1), hidden, cell
 
     # -- greedy -----------------------------------------------------------------------------
@@ -103,6 +108,52 @@ class StepDecoder:
             score = float(log_prob) / self._length_norm(len(words) + 1)
             results.append(CaptionSet([" ".join(words)], [float(log_prob)], [score]))
         return results
+
+    # -- sampling ---------------------------------------------------------------------------
+    def _sample_loop(self, features: tf.Tensor, count: tf.Tensor, temperature: tf.Tensor,
+                     seed: tf.Tensor):
+        vocab = self.vocabulary
+        rows = tf.shape(features)[0] * count
+        hidden, cell = self._initial_state(features)
+        hidden = tf.repeat(hidden, count, axis=0)
+        cell = tf.repeat(cell, count, axis=0)
+        tokens = tf.fill([rows], tf.constant(vocab.start_id, tf.int32))
+        finished = tf.zeros([rows], tf.bool)
+        total_log_prob = tf.zeros([rows], tf.float32)
+        sequence = tf.zeros([rows, self.max_length], tf.int32)
+        positions = tf.range(self.max_length)
+        for step in tf.range(self.max_length):
+            log_probs, hidden, cell = self._step(tokens, hidden, cell)
+            next_tokens = tf.random.stateless_categorical(
+                log_probs / temperature, 1, seed=tf.stack([seed, step]), dtype=tf.int32)[:, 0]
+            chosen = tf.gather(log_probs, next_tokens, batch_dims=1)
+            total_log_prob += tf.where(finished, 0.0, chosen)
+            next_tokens = tf.where(finished, vocab.pad_id, next_tokens)
+            sequence += tf.cast(positions == step, tf.int32)[None, :] * next_tokens[:, None]
+            finished = finished | tf.equal(next_tokens, vocab.end_id)
+            tokens = next_tokens
+            if tf.reduce_all(finished):
+                break
+        return sequence, total_log_prob
+
+    def sample(self, features: np.ndarray, count: int = 20, temperature: float = 1.0,
+               seed: int = 0) -> list[CaptionSet]:
+        """``count`` captions drawn from the model per image (for word-probability estimates)."""
+        features = np.asarray(features, np.float32)
+        if len(features) == 0:
+            return []
+        if not hasattr(self, "_sampler"):
+            self._sampler = tf.function(self._sample_loop, input_signature=[
+                self._feature_spec, tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.float32),
+                tf.TensorSpec((), tf.int32)])
+        sequences, log_probs = self._sampler(tf.constant(features), tf.constant(count, tf.int32),
+                                             tf.constant(temperature, tf.float32),
+                                             tf.constant(seed, tf.int32))
+        sequences = sequences.numpy().reshape(len(features), count, -1)
+        log_probs = log_probs.numpy().reshape(len(features), count)
+        return [CaptionSet([" ".join(self.vocabulary.decode(ids)) for ids in image_sequences],
+                           [float(value) for value in image_log_probs])
+                for image_sequences, image_log_probs in zip(sequences, log_probs)]
 
     # -- beam search ------------------------------------------------------------------------
     def _length_norm(self, length):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -415,6 +415,8 @@ def extract_hashtags(
     captions: Sequence[str] | str,
     log_probs: Sequence[float] | None = None,
     config: ExtractorConfig | None = None,
+    tag_probabilities: Mapping[str, float] | None = None,
+    caption_weight: float = 0.1,
 ) -> list[Hashtag]:
     """Rank hashtags for one image from its beam of captions.
 
@@ -426,6 +428,11 @@ def extract_hashtags(
     then alphabetically. Tags scoring below ``min_score`` (or 0, i.e. only from captions of
     probability 0) are dropped and at most ``max_tags`` are returned. Scores are rounded to 6
     decimals.
+
+    ``tag_probabilities`` (canonical tag → probability, from a model's tag head) replaces the
+    beam score of every tag it knows; tags only the captions know keep ``caption_weight`` times
+    their beam score, so a word the captioner says but the head has never seen still appears.
+    The same stopword, blocklist and validity rules apply to both sources.
     """
     config = config or ExtractorConfig()
     config.validate()
@@ -450,6 +457,15 @@ def extract_hashtags(
         for position, tag in enumerate(_caption_tags(captions[index], config, stopwords)):
             scores[tag] = scores.get(tag, 0.0) + weights[index]
             first_seen.setdefault(tag, (rank, position))
+
+    if tag_probabilities is not None:
+        scores = {tag: caption_weight * score for tag, score in scores.items()}
+        unusable = stopwords | config.extra_stopwords | config.blocklist
+        for tag, probability in tag_probabilities.items():
+            if tag in unusable or not _is_valid_tag(tag):
+                continue
+            scores[tag] = float(probability)
+            first_seen.setdefault(tag, (len(captions), 0))
 
     ranked = sorted(
         ((min(1.0, max(0.0, round(score, 6))), tag) for tag, score in scores.items()),

@@ -1,0 +1,115 @@
+"""The captioner's tag head: image feature → probability that people would use each tag.
+
+A small multi-label classifier trained next to the LSTM on the same cached CNN features (the
+"semantic attributes" of Wu et al., 2016, and Yao et al., 2017). Its target for a tag is the
+share of the image's human captions that use it (after the product's own extractor), so its
+output estimates directly what a beam of one model's captions only approximates: how likely a
+person is to describe the image with that word. On the Flickr8k dev split it lifts hashtag
+precision/recall@5 from the caption beam's ~0.34 to ~0.41+ (see the model card); the caption
+itself still comes from the LSTM.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HEAD_FILE = "tag_head.json"
+HEAD_WEIGHTS_FILE = "tag_head_weights.npz"
+
+
+@dataclass
+class TagHead:
+    tags: list[str]  # canonical tag names, without "#"
+    model: object  # keras.Model: (N, feature_dim) → (N, len(tags)) probabilities
+    hidden_units: int
+    dropout: float
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        features = np.asarray(features, np.float32)
+        if len(features) == 0:
+            return np.zeros((0, len(self.tags)), np.float32)
+        return np.asarray(self.model(features, training=False))
+
+    def probabilities(self, features: np.ndarray, top: int = 30) -> list[dict[str, float]]:
+        """The ``top`` most likely tags per image as ``{tag: probability}``."""
+        rows = self.predict(features)
+        best = np.argsort(-rows, axis=1)[:, :top]
+        return [{self.tags[j]: float(row[j]) for j in order} for row, order in zip(rows, best)]
+
+
+def build_tag_head_model(feature_dim: int, tag_count: int, hidden_units: int = 1024,
+                         dropout: float = 0.5):
+    import keras
+    from keras import layers
+
+    image_features = keras.Input(shape=(feature_dim,), name="image_features")
+    x = layers.Dropout(dropout, name="feature_dropout")(image_features)
+    if hidden_units:
+        x = layers.Dense(hidden_units, activation="relu", name="tag_hidden")(x)
+        x = layers.Dropout(dropout, name="hidden_dropout")(x)
+    probabilities = layers.Dense(tag_count, activation="sigmoid", name="tag_probabilities")(x)
+    return keras.Model(image_features, probabilities, name="tag_head")
+
+
+def tag_targets(caption_tag_lists: Sequence[Sequence[Sequence[str]]], min_images: int = 5,
+                ) -> tuple[list[str], np.ndarray]:
+    """Per image, the share of its captions using each tag; tags seen on ≥ ``min_images`` images.
+
+    ``caption_tag_lists[i][j]`` are the canonical tags of caption ``j`` of image ``i``.
+    """
+    shares = []
+    for captions in caption_tag_lists:
+        votes = Counter(tag for tags in captions for tag in set(tags))
+        shares.append({tag: count / max(len(captions), 1) for tag, count in votes.items()})
+    images_per_tag = Counter(tag for share in shares for tag in share)
+    tags = sorted(tag for tag, count in images_per_tag.items() if count >= min_images)
+    index = {tag: position for position, tag in enumerate(tags)}
+    targets = np.zeros((len(shares), len(tags)), np.float32)
+    for row, share in enumerate(shares):
+        for tag, value in share.items():
+            if tag in index:
+                targets[row, index[tag]] = value
+    return tags, targets
+
+
+def save_tag_head(model_dir: str | Path, head: TagHead, metrics: dict | None = None) -> None:
+    model_dir = Path(model_dir)
+    arrays = {variable.path.replace("/", "__"): np.asarray(variable.numpy()).astype(np.float16)
+              for variable in head.model.weights}
+    np.savez(model_dir / HEAD_WEIGHTS_FILE, **arrays)
+    (model_dir / HEAD_FILE).write_text(json.dumps({
+        "format": "mlcore.tag_head/1", "tags": head.tags, "hidden_units": head.hidden_units,
+        "dropout": head.dropout, "feature_dim": int(head.model.inputs[0].shape[-1]),
+        "metrics": metrics or {}}), encoding="utf-8")
+
+
+def load_tag_head(model_dir: str | Path) -> TagHead | None:
+    """The artifact's tag head, or None when it has none (older or caption-only models)."""
+    from mlcore.artifact import ArtifactError
+
+    model_dir = Path(model_dir)
+    if not (model_dir / HEAD_FILE).is_file():
+        return None
+    try:
+        config = json.loads((model_dir / HEAD_FILE).read_text(encoding="utf-8"))
+        if config.get("format") != "mlcore.tag_head/1":
+            raise ValueError(f"unknown format {config.get('format')!r}")
+        with np.load(model_dir / HEAD_WEIGHTS_FILE, allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+    except (OSError, ValueError, KeyError) as error:
+        raise ArtifactError(f"{model_dir}: the tag head cannot be read: {error}") from None
+    model = build_tag_head_model(config["feature_dim"], len(config["tags"]),
+                                 config["hidden_units"], config["dropout"])
+    for variable in model.weights:
+        key = variable.path.replace("/", "__")
+        if key not in arrays or tuple(arrays[key].shape) != tuple(variable.shape):
+            raise ArtifactError(f"{model_dir}: {HEAD_WEIGHTS_FILE} does not match {HEAD_FILE} "
+                                f"({key})")
+        variable.assign(arrays[key].astype(variable.dtype))
+    return TagHead(config["tags"], model, config["hidden_units"], config["dropout"])
