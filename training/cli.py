@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, default=None, help="only the first N images")
     evaluate.add_argument("--human", action="store_true",
                           help="also report the human level of the hashtag measure")
+    head = commands.add_parser("tag-head", help="(re)train the tag head of an existing artifact")
+    _add_data_arguments(head)
+    head.add_argument("--model", required=True)
+    head.add_argument("--epochs", type=int, default=30)
+    head.add_argument("--units", type=int, default=1024)
+    head.add_argument("--seed", type=int, default=42)
+
     card = commands.add_parser("card", help="write MODEL_CARD.md from an artifact's metadata")
     card.add_argument("--model", required=True)
     card.add_argument("--notes", default="", help="a Markdown file with extra notes to include")
@@ -109,6 +116,7 @@ def run_train(args) -> int:
 def run_evaluate(args) -> int:
     from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, load_artifact
     from mlcore.decoding import StepDecoder
+    from mlcore.tag_head import load_tag_head
     from training.evaluate import evaluate_caption_sets, human_tag_scores
     from training.feature_cache import FeatureCache
     from training.flickr8k import Flickr8k
@@ -132,7 +140,10 @@ def run_evaluate(args) -> int:
     step_decoder = StepDecoder(decoder, vocabulary,
                                length_penalty=float(info.decoding.get("length_penalty", 0.7)))
     caption_sets = step_decoder.decode(features[keep], beam_width=beam)
-    scores = evaluate_caption_sets([examples[i].captions for i in keep], caption_sets)
+    tag_head = load_tag_head(model_dir)
+    heads = tag_head.probabilities(features[keep]) if tag_head is not None else None
+    scores = evaluate_caption_sets([examples[i].captions for i in keep], caption_sets,
+                                   tag_probabilities=heads)
     result = {"images": len(keep), **{k: round(v, 4) for k, v in scores.items()}, "beam": beam,
               "model_version": info.version, "split": args.split,
               "missing_images": len(split.missing_images)}
@@ -141,6 +152,45 @@ def run_evaluate(args) -> int:
         result["human_tag_precision_at_5"] = round(precision, 4)
         result["human_tag_recall_at_5"] = round(recall, 4)
     print(json.dumps(result))
+    return 0
+
+
+def run_tag_head(args) -> int:
+    """Add a tag head to an artifact whose decoder is already trained (no LSTM retraining)."""
+    import json as json_module
+
+    from mlcore.artifact import MODEL_FILE, read_info
+    from mlcore.tag_head import save_tag_head
+    from training.feature_cache import FeatureCache
+    from training.flickr8k import Flickr8k
+    from training.tag_head import train_tag_head
+    from training.train import TrainConfig, evaluate_decoder
+
+    info = read_info(args.model)
+    dataset = Flickr8k.load(args.data)
+    train_examples = dataset.split("train").examples
+    views = []
+    for view in ("plain", "flipped"):
+        matrix, errors = FeatureCache(info.encoder["name"], args.cache_dir, view=view).features_for(
+            [example.image_path for example in train_examples])
+        views.append(matrix)
+    head = train_tag_head(views, train_examples, args.units, epochs=args.epochs, seed=args.seed)
+    save_tag_head(args.model, head)
+    from mlcore.artifact import load_artifact
+    _, decoder, vocabulary = load_artifact(args.model)
+    dev = dataset.split("dev").examples
+    dev_features, _ = FeatureCache(info.encoder["name"], args.cache_dir).features_for(
+        [example.image_path for example in dev])
+    config = TrainConfig(data=args.data, beam_width=int(info.decoding.get("beam_width", 3)),
+                         length_penalty=float(info.decoding.get("length_penalty", 0.7)))
+    metrics = evaluate_decoder(decoder, vocabulary, head, dev_features, dev, config)
+    manifest_path = Path(args.model) / MODEL_FILE
+    manifest = json_module.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["training"]["dev_metrics"] = metrics
+    manifest["training"]["tag_head"] = {"epochs": args.epochs, "units": args.units,
+                                        "tags": len(head.tags)}
+    manifest_path.write_text(json_module.dumps(manifest, indent=2), encoding="utf-8")
+    print(json.dumps(metrics))
     return 0
 
 
@@ -156,5 +206,5 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     handler = {"features": run_features, "train": run_train, "evaluate": run_evaluate,
-               "card": run_card}
+               "card": run_card, "tag-head": run_tag_head}
     return handler[args.command](args)

@@ -72,11 +72,15 @@ def human_tag_scores(references: Sequence[Sequence[str]]) -> tuple[float, float]
 
 
 def evaluate_caption_sets(references: Sequence[Sequence[str]], caption_sets: Sequence[CaptionSet],
-                          extractor: ExtractorConfig | None = None) -> dict[str, float]:
-    """BLEU of the best caption plus hashtag P/R@5 of the beam's hashtags."""
+                          extractor: ExtractorConfig | None = None,
+                          tag_probabilities: Sequence[dict[str, float]] | None = None,
+                          ) -> dict[str, float]:
+    """BLEU of the best caption plus hashtag P/R@5 of the product's hashtags for the image."""
     scores = bleu_scores(references, [result.caption for result in caption_sets])
-    predicted = [[tag.tag for tag in extract_hashtags(result.captions, result.log_probs, extractor)]
-                 for result in caption_sets]
+    heads = tag_probabilities if tag_probabilities is not None else [None] * len(caption_sets)
+    predicted = [[tag.tag for tag in extract_hashtags(result.captions, result.log_probs, extractor,
+                                                      tag_probabilities=head)]
+                 for result, head in zip(caption_sets, heads)]
     precision, recall = precision_recall_at_k(predicted, [reference_tags(r) for r in references])
     scores.update(tag_precision_at_5=precision, tag_recall_at_5=recall)
     return scores

@@ -28,6 +28,7 @@ from training.datasets import caption_dataset, encode_captions
 from training.evaluate import evaluate_caption_sets
 from training.feature_cache import FeatureCache
 from training.flickr8k import Example, Flickr8k
+from training.tag_head import train_tag_head
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class TrainConfig:
     length_penalty: float = 0.7
     evaluate_dev: bool = True
     version: str | None = None
+    tag_head_epochs: int = 30  # 0: no tag head (hashtags from the captions alone)
+    tag_head_units: int = 1024
     callbacks: list = field(default_factory=list)  # extra Keras callbacks (API only)
 
 
@@ -127,6 +130,16 @@ def compute_features(config: TrainConfig, examples: list[Example], views: tuple[
                     cache.computed)
     kept = [example for example, ok in zip(examples, keep) if ok]
     return [matrix[keep] for matrix in matrices], kept
+
+
+def evaluate_decoder(decoder, vocabulary, tag_head, features, examples, config) -> dict:
+    """Dev metrics for greedy and the configured beam, with the tag head when there is one."""
+    step_decoder = StepDecoder(decoder, vocabulary, length_penalty=config.length_penalty)
+    references = [example.captions for example in examples]
+    heads = tag_head.probabilities(features) if tag_head is not None else None
+    return {f"beam{width}": evaluate_caption_sets(references, step_decoder.decode(features, width),
+                                                  tag_probabilities=heads)
+            for width in sorted({1, config.beam_width})}
 
 
 def train(config: TrainConfig) -> Path:
@@ -201,19 +214,19 @@ def train(config: TrainConfig) -> Path:
         "train_seconds": round(train_seconds, 1),
         "tensorflow": tf.__version__, "keras": keras.__version__,
     }
+    tag_head = None
+    if config.tag_head_epochs:
+        tag_head = train_tag_head(train_features, train_examples, config.tag_head_units,
+                                  epochs=config.tag_head_epochs, seed=config.seed)
     if config.evaluate_dev and dev_examples:
-        step_decoder = StepDecoder(decoder, vocabulary, length_penalty=config.length_penalty)
-        references = [example.captions for example in dev_examples]
-        metadata["dev_metrics"] = {
-            f"beam{width}": evaluate_caption_sets(references,
-                                                  step_decoder.decode(dev_features, width))
-            for width in sorted({1, config.beam_width})}
+        metadata["dev_metrics"] = evaluate_decoder(decoder, vocabulary, tag_head, dev_features,
+                                                   dev_examples, config)
     encoder = {"name": spec.name, "input_size": spec.input_size, "feature_dim": spec.feature_dim,
                "preprocessing": spec.preprocessing}
     save_artifact(out, decoder=decoder, vocabulary=vocabulary, encoder=encoder,
                   version=config.version,
                   decoding={"beam_width": config.beam_width, "length_penalty": config.length_penalty},
-                  training=metadata)
+                  training=metadata, tag_head=tag_head)
     logger.info("wrote %s in %.0f s: %s", out, time.time() - started,
                 json.dumps(metadata.get("dev_metrics", {})))
     return out
