@@ -65,13 +65,17 @@ class StepDecoder:
         return self.decoder.initial_hidden(features), self.decoder.initial_cell(features)
 
     def _step(self, token_ids: tf.Tensor, hidden: tf.Tensor, cell: tf.Tensor):
-        """One word for every row: ids (N,) and state (N, units) → log-probs (N, V), new state."""
+        """One word for every row: ids (N,) and state (N, units) → logits (N, V), new state.
+
+        Callers normalise only what they need (``logsumexp`` per row), since a full
+        ``log_softmax`` over every row and word costs as much as the projection itself.
+        """
         # A direct lookup: calling the Embedding layer would attach its padding mask, which the
         # single cell has no use for.
         words = tf.nn.embedding_lookup(self.decoder.embedding.embeddings, token_ids)
         output, (hidden, cell) = self.decoder.lstm.cell(words, [hidden, cell], training=False)
         logits = self.decoder.output_projection(output) + self._never_generate
-        return tf.nn.log_softmax(logits, axis=-1), hidden, cell
+        return logits, hidden, cell
 
     # -- greedy -----------------------------------------------------------------------------
     def _greedy_loop(self, features: tf.Tensor):
@@ -84,9 +88,9 @@ class StepDecoder:
         sequence = tf.zeros([batch, self.max_length], tf.int32)
         positions = tf.range(self.max_length)
         for step in tf.range(self.max_length):
-            log_probs, hidden, cell = self._step(tokens, hidden, cell)
-            next_tokens = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
-            best = tf.reduce_max(log_probs, axis=-1)
+            logits, hidden, cell = self._step(tokens, hidden, cell)
+            next_tokens = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            best = tf.reduce_max(logits, axis=-1) - tf.reduce_logsumexp(logits, axis=-1)
             total_log_prob += tf.where(finished, 0.0, best)
             next_tokens = tf.where(finished, vocab.pad_id, next_tokens)
             sequence += tf.cast(positions == step, tf.int32)[None, :] * next_tokens[:, None]
@@ -123,7 +127,8 @@ class StepDecoder:
         sequence = tf.zeros([rows, self.max_length], tf.int32)
         positions = tf.range(self.max_length)
         for step in tf.range(self.max_length):
-            log_probs, hidden, cell = self._step(tokens, hidden, cell)
+            logits, hidden, cell = self._step(tokens, hidden, cell)
+            log_probs = tf.nn.log_softmax(logits, axis=-1)
             next_tokens = tf.random.stateless_categorical(
                 log_probs / temperature, 1, seed=tf.stack([seed, step]), dtype=tf.int32)[:, 0]
             chosen = tf.gather(log_probs, next_tokens, batch_dims=1)
@@ -161,7 +166,6 @@ class StepDecoder:
 
     def _beam_loop(self, features: tf.Tensor, width: int):
         vocab = self.vocabulary
-        vocabulary_size = len(vocab)
         batch = tf.shape(features)[0]
         rows = batch * width
         hidden, cell = self._initial_state(features)
@@ -175,15 +179,21 @@ class StepDecoder:
         sequence = tf.zeros([rows, self.max_length], tf.int32)
         positions = tf.range(self.max_length)
         # A finished beam may only "emit" padding at no cost, so it carries over unchanged.
-        finished_row = tf.one_hot(vocab.pad_id, vocabulary_size, on_value=0.0, off_value=_NEGATIVE)
+        finished_log_probs = tf.concat([[0.0], tf.fill([width - 1], _NEGATIVE)], 0)
         batch_offsets = tf.repeat(tf.range(batch) * width, width)
         for step in tf.range(self.max_length):
-            log_probs, hidden, cell = self._step(tokens, hidden, cell)
-            log_probs = tf.where(finished[:, None], finished_row[None, :], log_probs)
-            candidates = tf.reshape(beam_scores[:, None] + log_probs, [batch, width * vocabulary_size])
+            logits, hidden, cell = self._step(tokens, hidden, cell)
+            # The best `width` continuations overall are among each beam's own best `width`, so
+            # only (rows, width) candidates are normalised and ranked, never (rows, vocabulary).
+            row_logits, row_words = tf.math.top_k(logits, k=width)
+            row_log_probs = row_logits - tf.reduce_logsumexp(logits, axis=-1, keepdims=True)
+            row_log_probs = tf.where(finished[:, None], finished_log_probs[None, :], row_log_probs)
+            row_words = tf.where(finished[:, None], vocab.pad_id, row_words)
+            candidates = tf.reshape(beam_scores[:, None] + row_log_probs, [batch, width * width])
             top_scores, top_indices = tf.math.top_k(candidates, k=width)
-            origin = tf.reshape(top_indices // vocabulary_size, [-1]) + batch_offsets
-            next_tokens = tf.reshape(top_indices % vocabulary_size, [-1])
+            origin = tf.reshape(top_indices // width, [-1]) + batch_offsets
+            choice = tf.reshape(top_indices % width, [-1])
+            next_tokens = tf.gather_nd(row_words, tf.stack([origin, choice], axis=1))
             beam_scores = tf.reshape(top_scores, [-1])
             hidden = tf.gather(hidden, origin)
             cell = tf.gather(cell, origin)
@@ -203,6 +213,7 @@ class StepDecoder:
         """The ``width`` best captions per image, ranked by length-normalised log-probability."""
         if width < 1:
             raise ValueError("beam width must be at least 1")
+        width = min(width, len(self.vocabulary))
         features = np.asarray(features, np.float32)
         if len(features) == 0:
             return []

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("learning_rate", "dropout", "label_smoothing", "length_penalty"):
         train.add_argument("--" + name.replace("_", "-"), type=float, default=defaults[name])
     for name in ("epochs", "batch_size", "embedding_dim", "units", "min_count", "max_length",
-                 "patience", "seed", "beam_width"):
+                 "patience", "seed", "beam_width", "tag_head_epochs", "tag_head_units",
+                 "tag_min_images"):
         train.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name])
     train.add_argument("--strategy", choices=["default", "mirrored", "multiworker"],
                        default="default")
@@ -175,6 +176,9 @@ def run_tag_head(args) -> int:
             [example.image_path for example in train_examples])
         views.append(matrix)
     head = train_tag_head(views, train_examples, args.units, epochs=args.epochs, seed=args.seed)
+    if head is None:
+        print("error: no tag is used on 5 or more training images; no tag head", file=sys.stderr)
+        return 1
     save_tag_head(args.model, head)
     from mlcore.artifact import load_artifact
     _, decoder, vocabulary = load_artifact(args.model)

@@ -62,6 +62,7 @@ class TrainConfig:
     version: str | None = None
     tag_head_epochs: int = 30  # 0: no tag head (hashtags from the captions alone)
     tag_head_units: int = 1024
+    tag_min_images: int = 5  # a tag enters the head's vocabulary when used on this many images
     callbacks: list = field(default_factory=list)  # extra Keras callbacks (API only)
 
 
@@ -217,7 +218,8 @@ def train(config: TrainConfig) -> Path:
     tag_head = None
     if config.tag_head_epochs:
         tag_head = train_tag_head(train_features, train_examples, config.tag_head_units,
-                                  epochs=config.tag_head_epochs, seed=config.seed)
+                                  epochs=config.tag_head_epochs, min_images=config.tag_min_images,
+                                  seed=config.seed)
     if config.evaluate_dev and dev_examples:
         metadata["dev_metrics"] = evaluate_decoder(decoder, vocabulary, tag_head, dev_features,
                                                    dev_examples, config)

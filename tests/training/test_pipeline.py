@@ -44,7 +44,8 @@ def _losses(out_dir):
 def test_training_lowers_the_loss_and_writes_a_usable_artifact(tiny_dataset, tmp_path, optimizer):
     out = train(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "model"), epochs=4,
                             optimizer=optimizer, batch_size=8, embedding_dim=16, units=32,
-                            min_count=1, learning_rate=0.01, patience=10,
+                            min_count=1, learning_rate=0.01, patience=10, tag_min_images=2,
+                            tag_head_epochs=20, tag_head_units=16,
                             cache_dir=str(tmp_path / "cache"), flip_augment=optimizer == "adam"))
     losses = _losses(out)
     assert len(losses) == 4 and losses[-1] < losses[0]
@@ -56,6 +57,10 @@ def test_training_lowers_the_loss_and_writes_a_usable_artifact(tiny_dataset, tmp
     suggestion, = captioner.suggest([image])
     assert suggestion.caption and suggestion.model_version == info.version
     assert all(tag.tag.startswith("#") for tag in suggestion.hashtags)
+    # the tag head learned the scenes' words and ranks a dog-on-the-beach word first for a
+    # dog photo, not a word of the ball or car scenes
+    assert captioner.tag_head is not None and "dog" in captioner.tag_head.tags
+    assert suggestion.hashtags[0].tag in {"#dog", "#beach", "#black", "#run", "#running", "#sand"}
 
 
 class _Interrupt(Exception):
