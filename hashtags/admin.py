@@ -13,13 +13,14 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from . import services
+from . import services, versions
 from .dispatch import enqueue_analysis
 from .models import (
     AcceptedTag,
     Hashtag,
     HashtagOptOut,
     ImageAnalysis,
+    ModelVersion,
     ReviewQueueItem,
     Suggestion,
     SuggestionState,
@@ -416,3 +417,153 @@ class HashtagOptOutAdmin(admin.ModelAdmin):
     list_display = ["user", "created"]
     search_fields = ["user__username", "user__email"]
     raw_id_fields = ["user"]
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+class ModelVersionAddForm(forms.ModelForm):
+    """Register an artifact directory: everything else is read from its model.json."""
+
+    class Meta:
+        model = ModelVersion
+        fields = ["path", "notes"]
+        help_texts = {"path": _("Absolute path of a model artifact directory (with model.json), readable by the workers.")}
+
+    def clean_path(self):
+        from mlcore.artifact import ArtifactError, read_info
+
+        path = self.cleaned_data["path"].strip()
+        try:
+            info = read_info(path)
+        except ArtifactError as exc:
+            raise forms.ValidationError(str(exc))
+        if ModelVersion.objects.filter(version=info.version).exists():
+            raise forms.ValidationError(f"version {info.version} is already registered")
+        return path
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    """The model registry with how people received each version's suggestions (definitions in
+    :mod:`hashtags.versions`); promote and roll back with the actions."""
+
+    list_display = [
+        "version", "is_serving", "serving_reason", "acceptance", "decided", "edits_per_post_display",
+        "mean_decision_display", "encoder", "created",
+    ]
+    list_display_links = ["version"]
+    list_filter = ["is_serving", "encoder"]
+    search_fields = ["version", "path", "notes"]
+    actions = ["promote_selected", "roll_back"]
+    fields = [
+        "version", "path", "encoder", "is_serving", "serving_reason", "promoted_at", "promoted_by", "previous",
+        "statistics", "metrics_display", "notes", "registered_by", "created",
+    ]
+    readonly_fields = [f for f in fields if f != "notes"]
+
+    def get_queryset(self, request):
+        return versions.with_stats(super().get_queryset(request).select_related("previous", "promoted_by"))
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ModelVersionAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["path", "notes"] if obj is None else self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        registered = versions.register(form.cleaned_data["path"], form.cleaned_data.get("notes", ""), user=request.user)
+        obj.pk = registered.pk  # so the admin's redirect and log entry point at the new row
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and not (obj is not None and obj.is_serving)
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset.filter(is_serving=False))
+
+    # Columns --------------------------------------------------------------------------------------
+
+    @admin.display(description=_("acceptance rate"), ordering="acceptance_rate")
+    def acceptance(self, obj):
+        return _rate(obj.acceptance_rate)
+
+    @admin.display(description=_("decided"), ordering="decided")
+    def decided(self, obj):
+        return obj.decided
+
+    @admin.display(description=_("edits / post"), ordering="edits_per_post")
+    def edits_per_post_display(self, obj):
+        return "-" if obj.edits_per_post is None else f"{obj.edits_per_post:.2f}"
+
+    @admin.display(description=_("time to decision"), ordering="mean_decision")
+    def mean_decision_display(self, obj):
+        return _duration(versions.stats_of(obj)["mean_decision_seconds"])
+
+    @admin.display(description=_("review statistics"))
+    def statistics(self, obj):
+        stats = versions.stats_of(obj)
+        return format_html(
+            "{} decided by people ({} accepted, {} rejected, {} edited) on {} posts; acceptance rate {}; "
+            "{} edits per post; mean time to decision {}",
+            stats["decided"], stats["accepted"], stats["rejected"], stats["edited"], stats["posts"],
+            _rate(stats["acceptance_rate"]), "-" if stats["edits_per_post"] is None else f"{stats['edits_per_post']:.2f}",
+            _duration(stats["mean_decision_seconds"]),
+        )
+
+    @admin.display(description=_("metrics"))
+    def metrics_display(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.metrics, indent=2, sort_keys=True))
+
+    # Actions ----------------------------------------------------------------------------------------
+
+    @admin.action(description=_("Promote the selected version (serve it now)"))
+    def promote_selected(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to promote.", messages.ERROR)
+            return
+        try:
+            promoted = versions.promote(queryset.get(), request.user)
+        except versions.VersionError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, f"{promoted.version} now serves; workers switch at their next task.", messages.SUCCESS)
+
+    def changelist_view(self, request, extra_context=None):
+        # "Roll back" needs no selection: it always acts on the serving version.
+        if request.method == "POST" and request.POST.get("action") == "roll_back" \
+                and not request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME):
+            post = request.POST.copy()
+            post.setlist(admin.helpers.ACTION_CHECKBOX_NAME,
+                         [str(pk) for pk in ModelVersion.objects.filter(is_serving=True).values_list("pk", flat=True)])
+            request.POST = post
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description=_("Roll back to the previously serving version"))
+    def roll_back(self, request, queryset):
+        try:
+            restored = versions.rollback(request.user)
+        except versions.VersionError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, f"Rolled back: {restored.version} serves again.", messages.SUCCESS)

@@ -1,9 +1,16 @@
 """The per-process captioner cache.
 
 The model is loaded lazily on first use in *this* process — in a Celery worker that is after the
-fork (or eagerly in ``worker_process_init``), never in the parent — and reused for every task. The
-cache is keyed by the configured artifact so a changed ``MODEL_DIR`` (or, later, a promoted model
-version) loads the new model; :func:`reset_captioner` drops it.
+fork (or eagerly in ``worker_process_init``), never in the parent — and reused for every task.
+
+Which artifact to load comes from the model registry (:mod:`hashtags.versions`): the serving
+version. Asking costs a database query, so the answer is kept for ``MODEL_CHECK_INTERVAL`` seconds
+and asked afresh at every task start (``get_captioner(refresh=True)`` in
+:func:`hashtags.analysis.run_analysis`); when the serving version (or the files of its artifact)
+changed, the new model is loaded and the old one dropped — a promoted version reaches running
+workers without a restart. Without a usable database (before ``migrate``, in code that may not touch
+it) the configured ``MODEL_DIR`` / shipped model is used, as before the registry existed.
+:func:`reset_captioner` forgets everything.
 """
 
 from __future__ import annotations
@@ -22,11 +29,10 @@ logger = logging.getLogger(__name__)
 _lock = threading.RLock()
 # One inference at a time per process: bounds memory and keeps TF graphs happy under threads.
 inference_lock = threading.Lock()
-_cache: dict[str, Any] = {"key": None, "captioner": None}
+_cache: dict[str, Any] = {"key": None, "captioner": None, "target": None, "checked": None, "configured": None}
 
 
-def _artifact_key() -> str:
-    model_dir = hashtags_settings.MODEL_DIR
+def _artifact_key(model_dir: str | None) -> str:
     if model_dir is None:
         return "<shipped>"
     path = Path(model_dir).expanduser().resolve()
@@ -36,6 +42,43 @@ def _artifact_key() -> str:
     except OSError:
         stamp = 0
     return f"{path}@{stamp}"
+
+
+def _serving_dir(refresh: bool) -> str | None:
+    """The artifact directory this process should serve (None = the shipped model)."""
+    from mlcore.artifact import ArtifactError
+
+    configured = hashtags_settings.MODEL_DIR
+    checked = _cache["checked"]
+    fresh = (
+        checked is not None
+        and _cache["configured"] == configured
+        and time.monotonic() - checked < hashtags_settings.MODEL_CHECK_INTERVAL
+    )
+    if fresh and not refresh:
+        return _cache["target"]
+    from django.db import transaction
+
+    from .versions import serving_target
+
+    try:
+        with transaction.atomic():  # a savepoint: a failed query must not break the caller's transaction
+            target = serving_target().path
+    except ArtifactError:
+        raise  # the configured artifact is unusable: the caller reports it
+    except Exception as exc:  # no database here (yet): keep what we serve, else follow the settings
+        logger.debug("hashtags: model registry unavailable (%s)", exc)
+        if checked is not None and _cache["configured"] == configured:
+            return _cache["target"]
+        target = configured
+    _cache.update(target=target, checked=time.monotonic(), configured=configured)
+    return target
+
+
+def serving_changed() -> None:
+    """Ask the registry again on the next :func:`get_captioner` call (called after a promotion
+    in this process; other processes notice within ``MODEL_CHECK_INTERVAL`` or at their next task)."""
+    _cache["checked"] = None
 
 
 def _enable_memory_growth() -> None:
@@ -49,13 +92,14 @@ def _enable_memory_growth() -> None:
         logger.debug("memory growth not set: %s", exc)
 
 
-def get_captioner():
-    """The process' :class:`mlcore.captioner.Captioner` for the configured artifact."""
-    key = _artifact_key()
-    captioner = _cache["captioner"]
-    if captioner is not None and _cache["key"] == key:
-        return captioner
+def get_captioner(refresh: bool = False):
+    """The process' :class:`mlcore.captioner.Captioner` for the serving model version.
+
+    ``refresh=True`` asks the registry now instead of trusting an answer younger than
+    ``MODEL_CHECK_INTERVAL`` seconds (task start)."""
     with _lock:
+        model_dir = _serving_dir(refresh)
+        key = _artifact_key(model_dir)
         if _cache["captioner"] is not None and _cache["key"] == key:
             return _cache["captioner"]
         if hashtags_settings.RESNET50_WEIGHTS:
@@ -64,19 +108,20 @@ def get_captioner():
         from mlcore.captioner import Captioner
 
         started = time.perf_counter()
-        captioner = Captioner.load(hashtags_settings.MODEL_DIR)
+        _cache.update(key=None, captioner=None)  # let the old model go before the new one loads
+        captioner = Captioner.load(model_dir)
         logger.info(
-            "loaded captioner %s (pid %s) in %.1fs", captioner.model_version, os.getpid(),
-            time.perf_counter() - started,
+            "loaded captioner %s from %s (pid %s) in %.1fs", captioner.model_version, model_dir or "the shipped model",
+            os.getpid(), time.perf_counter() - started,
         )
         _cache.update(key=key, captioner=captioner)
         return captioner
 
 
 def reset_captioner() -> None:
-    """Forget the cached model (tests; a promoted model version)."""
+    """Forget the cached model and the registry's answer (tests)."""
     with _lock:
-        _cache.update(key=None, captioner=None)
+        _cache.update(key=None, captioner=None, target=None, checked=None, configured=None)
 
 
 def extractor_config():
@@ -91,9 +136,10 @@ def extractor_config():
     )
 
 
-def suggest(image) -> Any:
-    """Run the captioner on one image: a ``mlcore`` Suggestion or ImageError (never raised)."""
-    captioner = get_captioner()
+def suggest(image, captioner=None) -> Any:
+    """Run the captioner (default: the serving one) on one image: a ``mlcore`` Suggestion or
+    ImageError (never raised)."""
+    captioner = captioner or get_captioner()
     with inference_lock:
         return captioner.suggest(
             [image], beam_width=hashtags_settings.BEAM_WIDTH, config=extractor_config()

@@ -276,3 +276,62 @@ class HashtagOptOut(models.Model):
     @classmethod
     def is_opted_out(cls, user_id) -> bool:
         return user_id is not None and cls.objects.filter(user_id=user_id).exists()
+
+
+class ServingReason(models.TextChoices):
+    SETTINGS = "settings", _("configured artifact (MODEL_DIR or the shipped model)")
+    PROMOTED = "promoted", _("promoted")
+    ROLLBACK = "rollback", _("rolled back to")
+
+
+class ModelVersion(models.Model):
+    """A registered model artifact, and whether it is the one workers serve.
+
+    Exactly one row is serving at a time (:mod:`hashtags.versions` switches under
+    ``select_for_update``; a conditional unique constraint backs it where the database supports
+    one). ``version`` is the artifact's ``model.json`` version, the same string analyses and
+    suggestions store in their ``model_version``, which is how per-version statistics are joined.
+    """
+
+    version = models.CharField(_("version"), max_length=100, unique=True)
+    path = models.CharField(_("artifact directory"), max_length=500)
+    encoder = models.CharField(_("encoder"), max_length=50, blank=True)
+    created = models.DateTimeField(_("registered"), auto_now_add=True)
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    is_serving = models.BooleanField(_("serving"), default=False)
+    serving_reason = models.CharField(
+        _("serving because"), max_length=10, choices=ServingReason.choices, blank=True,
+        help_text=_("A promoted or rolled-back version serves regardless of MODEL_DIR; a configured "
+                    "artifact is replaced when MODEL_DIR changes."),
+    )
+    promoted_at = models.DateTimeField(_("serving since"), null=True, blank=True)
+    promoted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    previous = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text=_("The version that served before this one started serving (what rollback returns to)."),
+    )
+    metrics = models.JSONField(
+        _("metrics"), default=dict, blank=True,
+        help_text=_('Offline evaluation: {"dev": model.json training.dev_metrics, ...extra evaluations}.'),
+    )
+    notes = models.TextField(_("notes"), blank=True)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_serving"], condition=models.Q(is_serving=True), name="hashtags_modelversion_one_serving"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} (serving)" if self.is_serving else self.version
+
+    @property
+    def is_pinned(self) -> bool:
+        """Serving because a person promoted it (or rolled back to it): MODEL_DIR no longer decides."""
+        return self.is_serving and self.serving_reason in (ServingReason.PROMOTED, ServingReason.ROLLBACK)

@@ -112,3 +112,37 @@ class HashtagSerializer(serializers.Serializer):
 
 class OptOutSerializer(serializers.Serializer):
     opted_out = serializers.BooleanField()
+
+
+class ModelVersionStatsSerializer(serializers.Serializer):
+    decided = serializers.IntegerField(help_text="Suggestions of this version that a person accepted, rejected or edited.")
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    edited = serializers.IntegerField()
+    posts = serializers.IntegerField(help_text="Posts with a finished analysis by this version.")
+    acceptance_rate = serializers.FloatField(allow_null=True, help_text="accepted / decided (edits are not accepted as suggested).")
+    edits_per_post = serializers.FloatField(allow_null=True, help_text="edited / posts.")
+    mean_decision_seconds = serializers.FloatField(
+        allow_null=True, help_text="Mean seconds from the analysis finishing to a person's decision."
+    )
+
+
+class ModelVersionSerializer(serializers.Serializer):
+    version = serializers.CharField()
+    serving = serializers.BooleanField(source="is_serving")
+    serving_reason = serializers.CharField(help_text='"settings" (follows MODEL_DIR), "promoted", "rollback" or "".')
+    encoder = serializers.CharField()
+    created = serializers.DateTimeField()
+    promoted_at = serializers.DateTimeField(allow_null=True, help_text="When it last started serving.")
+    previous = serializers.SerializerMethodField(help_text="The version rollback returns to.")
+    metrics = serializers.JSONField(help_text="Offline evaluation (dev split, held-back feedback, ...).")
+    notes = serializers.CharField()
+    stats = serializers.SerializerMethodField()
+
+    def get_previous(self, obj) -> str | None:
+        return obj.previous.version if obj.previous_id else None
+
+    def get_stats(self, obj) -> dict:
+        from ..versions import stats_of
+
+        return ModelVersionStatsSerializer(stats_of(obj)).data

@@ -15,7 +15,7 @@ from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from .. import services
 from ..conf import hashtags_settings
 from ..dispatch import enqueue_analysis
-from ..models import AcceptedTag, Hashtag, HashtagOptOut, ImageAnalysis, Suggestion
+from ..models import AcceptedTag, Hashtag, HashtagOptOut, ImageAnalysis, ModelVersion, Suggestion
 from ..registry import content_type_for, content_type_key, get_watched_model, watched_fields, watched_models
 from ..tags import InvalidTag, canonical_name
 from .permissions import CanReviewObject, TagImageThrottle, read_permissions
@@ -32,6 +32,7 @@ from .serializers import (
     AnalysisSerializer,
     ErrorSerializer,
     HashtagSerializer,
+    ModelVersionSerializer,
     OptOutSerializer,
     PostDetailSerializer,
     PostRefSerializer,
@@ -469,3 +470,61 @@ class OptOutView(APIView):
     def delete(self, request):
         HashtagOptOut.objects.filter(user=request.user).delete()
         return Response({"opted_out": False})
+
+
+# Model versions -----------------------------------------------------------------------------------
+
+class ModelVersionListView(APIView):
+    """Registered model versions, newest first, with the serving flag and how people received each
+    version's suggestions. Signed-in users only: acceptance numbers are operational data."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: ModelVersionSerializer(many=True)})
+    def get(self, request):
+        from mlcore.artifact import ArtifactError
+
+        from .. import versions
+
+        try:
+            versions.serving_version()  # an install that never analysed anything still lists its model
+        except ArtifactError as exc:
+            logger.warning("hashtags: the configured model is unusable: %s", exc)
+        rows = versions.with_stats(ModelVersion.objects.select_related("previous"))
+        return Response(ModelVersionSerializer(rows, many=True).data)
+
+
+class ModelVersionPromoteView(APIView):
+    """Serve this version from now on (staff only). Workers switch at their next task."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=None, responses={200: ModelVersionSerializer, 400: ErrorSerializer, 404: ErrorSerializer})
+    def post(self, request, version):
+        from .. import versions
+
+        if not ModelVersion.objects.filter(version=version).exists():
+            return error(f"no registered model version {version!r}", status.HTTP_404_NOT_FOUND)
+        try:
+            promoted = versions.promote(version, request.user)
+        except versions.VersionError as exc:
+            return error(str(exc))
+        row = versions.with_stats(ModelVersion.objects.filter(pk=promoted.pk).select_related("previous")).get()
+        return Response(ModelVersionSerializer(row).data)
+
+
+class ModelVersionRollbackView(APIView):
+    """Serve the version that served before the current one (staff only)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=None, responses={200: ModelVersionSerializer, 400: ErrorSerializer})
+    def post(self, request):
+        from .. import versions
+
+        try:
+            restored = versions.rollback(request.user)
+        except versions.VersionError as exc:
+            return error(str(exc))
+        row = versions.with_stats(ModelVersion.objects.filter(pk=restored.pk).select_related("previous")).get()
+        return Response(ModelVersionSerializer(row).data)
