@@ -21,6 +21,7 @@ from .conf import hashtags_settings
 from .inference import get_captioner, suggest
 from .models import AcceptedTagSource, Hashtag, HashtagOptOut, ImageAnalysis, Suggestion, SuggestionState
 from .registry import content_type_for, owner_id
+from .reranker import apply_to_suggestion as apply_reranker
 from .tags import InvalidTag
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def run_analysis(app_label: str, model_name: str, pk, field_name: str, *, force:
     from mlcore.artifact import ArtifactError
 
     try:
-        captioner = get_captioner()
+        captioner = get_captioner(refresh=True)  # task start: pick up a promoted model version
     except ArtifactError as exc:  # a deployment problem: say so on the post instead of vanishing
         logger.error("hashtags: model unavailable: %s", exc)
         key = {"content_type": content_type_for(obj), "object_id": str(obj.pk), "field_name": field_name,
@@ -112,11 +113,12 @@ def run_analysis(app_label: str, model_name: str, pk, field_name: str, *, force:
     analysis.attempts += 1
     analysis.save(update_fields=["status", "started", "finished", "error", "image_name", "attempts"])
 
-    result = suggest(data)
+    result = suggest(data, captioner)
     if isinstance(result, ImageError):
         analysis.mark_failed(str(result))
         logger.info("hashtags: analysis %s failed: %s", analysis.pk, result)
         return analysis
+    result = apply_reranker(result, owner_id(obj))  # unchanged unless a re-ranker was trained
     timings = dict(result.timings)
     timings["read_s"] = round(read_seconds, 4)
     _store(analysis.pk, result, timings)

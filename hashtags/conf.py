@@ -18,13 +18,17 @@ DEFAULTS: dict[str, Any] = {
     # Image fields to watch, as "app_label.Model.field". Saving one of these models with a new image
     # enqueues an analysis.
     "WATCH": [],
-    # Model artifact directory; None = the model shipped with mlcore.
+    # Model artifact directory; None = the model shipped with mlcore. It serves (and is registered
+    # as a ModelVersion automatically) until a version is promoted; a promoted version wins.
     "MODEL_DIR": None,
+    # Seconds a process trusts its answer to "which model version serves?" before asking the
+    # database again; every analysis task asks at its start anyway.
+    "MODEL_CHECK_INTERVAL": 10,
     # Local ResNet50 ImageNet weights file for artifacts with a ResNet50 encoder (exported to
     # MLCORE_RESNET50_WEIGHTS before the model loads); None = Keras' own download.
     "RESNET50_WEIGHTS": None,
     # Decoding and hashtag extraction.
-    "BEAM_WIDTH": 3,
+    "BEAM_WIDTH": None,  # None = the model's own default (the shipped model: 8)
     "MAX_TAGS": 10,
     "MIN_SCORE": 0.05,
     # Extra tags (with or without '#') that are never suggested, on top of mlcore's blocklist.
@@ -59,6 +63,13 @@ DEFAULTS: dict[str, Any] = {
     "READ_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     # Default window of GET trending/.
     "TRENDING_DAYS": 7,
+    # The feedback re-ranker (hashtags.reranker): where the trained model is saved and read
+    # (None = MEDIA_ROOT/hashtags/reranker.joblib; no file = suggestions keep the captioner's order),
+    # how many people's decisions it needs before it trains, and how often the Celery beat task
+    # hashtags.train_reranker retrains it (seconds or a celery schedule; None = no periodic task).
+    "RERANKER_PATH": None,
+    "RERANKER_MIN_DECISIONS": 50,
+    "RERANKER_SCHEDULE": None,
 }
 
 IMPORT_STRINGS = ("READ_PERMISSION_CLASSES",)

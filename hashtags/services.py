@@ -210,6 +210,39 @@ def remove_tag(obj: models.Model, hashtag: Hashtag, user=None) -> bool:
     return remove_accepted_tag(obj, hashtag)
 
 
+# Caption corrections -----------------------------------------------------------------------------
+
+CAPTION_MAX_LENGTH = 500
+
+
+class InvalidCaption(ValueError):
+    """Text that cannot be a caption (empty, no words, too long)."""
+
+
+@transaction.atomic
+def correct_caption(analysis: ImageAnalysis, text: str | None, user=None) -> ImageAnalysis:
+    """Store a person's correction of the generated caption (gold data for the next model; see
+    :mod:`hashtags.feedback`). ``text=None`` withdraws the correction. Raises InvalidCaption."""
+    analysis = ImageAnalysis.objects.select_for_update().get(pk=analysis.pk)
+    if text is None:
+        analysis.corrected_caption, analysis.corrected_by, analysis.corrected_at = None, None, None
+    else:
+        from mlcore.text import clean_caption
+
+        text = " ".join(str(text).split())  # one line: the training token file is line-based
+        if not text:
+            raise InvalidCaption("the caption is empty")
+        if len(text) > CAPTION_MAX_LENGTH:
+            raise InvalidCaption(f"the caption is too long: {len(text)} characters (limit {CAPTION_MAX_LENGTH})")
+        if not clean_caption(text):
+            raise InvalidCaption("the caption needs at least one word")
+        analysis.corrected_caption = text
+        analysis.corrected_by = user if user and user.is_authenticated else None
+        analysis.corrected_at = timezone.now()
+    analysis.save(update_fields=["corrected_caption", "corrected_by", "corrected_at"])
+    return analysis
+
+
 # Hashtag merge ----------------------------------------------------------------------------------
 
 @transaction.atomic

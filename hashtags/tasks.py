@@ -16,7 +16,7 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.signals import beat_init, worker_process_init
 
 from .analysis import TRANSIENT_ERRORS, mark_gave_up, run_analysis
 from .conf import hashtags_settings
@@ -68,3 +68,38 @@ def warm_model(**kwargs) -> None:
         get_captioner()
     except Exception:  # the task reports the problem with a proper error; never kill the child
         logger.exception("hashtags: could not pre-load the model")
+
+
+# The feedback re-ranker ---------------------------------------------------------------------------
+
+@shared_task(name="hashtags.train_reranker", ignore_result=True)
+def train_reranker() -> dict:
+    """Retrain the feedback re-ranker (:mod:`hashtags.reranker`) from every decision so far; with
+    too little feedback it keeps the current state (no model, or the last one) and says why."""
+    from .reranker import NotEnoughFeedback, describe, train_and_save
+
+    try:
+        reranker, path = train_and_save()
+    except NotEnoughFeedback as exc:
+        logger.info("hashtags: %s", exc)
+        return {"trained": False, "reason": str(exc)}
+    logger.info("hashtags: re-ranker saved to %s: %s", path, describe(reranker))
+    return {"trained": True, "path": str(path), "held_out": reranker.metadata.get("held_out")}
+
+
+def periodic_tasks() -> dict[str, dict]:
+    """Celery beat entries the settings ask for: ``RERANKER_SCHEDULE`` (seconds or a schedule)."""
+    every = hashtags_settings.RERANKER_SCHEDULE
+    if not every:
+        return {}
+    return {"hashtags-train-reranker": {"task": "hashtags.train_reranker", "schedule": every}}
+
+
+@beat_init.connect
+def add_periodic_tasks(sender=None, **kwargs) -> None:
+    """Give ``celery beat`` (or ``worker -B``) the app's periodic tasks; the project's own
+    ``beat_schedule`` is left alone."""
+    entries = periodic_tasks()
+    if entries and sender is not None:
+        sender.scheduler.update_from_dict(entries)
+        logger.info("hashtags: periodic tasks scheduled: %s", ", ".join(sorted(entries)))

@@ -8,16 +8,20 @@
     POST   posts/<app_label.model>/<pk>/tags/          add your own tag {"tag": "#puppy"}
     DELETE posts/<app_label.model>/<pk>/tags/<tag>/    remove an accepted tag
     POST   posts/<app_label.model>/<pk>/analyze/       re-run the analysis
+    POST|DELETE posts/<app_label.model>/<pk>/caption/  correct the caption {"caption": "..."}
     GET    suggestions/<id>/
     POST   suggestions/<id>/accept/ | reject/ | reset/ | edit/ {"tag": "#puppy"}
     GET    trending/?days=7&limit=20
     GET    tags/?search=do                             tag vocabulary
     GET|PUT|DELETE opt-out/                            your opt-out
+    GET    models/                                     model versions, serving flag, review statistics
+    POST   models/<version>/promote/                   serve this version (staff)
+    POST   models/rollback/                            serve the previous version again (staff)
 """
 
 from django.urls import path
 
-from . import views
+from . import feedback, views
 
 app_name = "hashtags-api"
 
@@ -31,6 +35,7 @@ urlpatterns = [
     path(OBJECT + "tags/", views.PostTagsView.as_view(), name="post-tags"),
     path(OBJECT + "tags/<str:tag>/", views.PostTagDetailView.as_view(), name="post-tag-detail"),
     path(OBJECT + "analyze/", views.PostAnalyzeView.as_view(), name="post-analyze"),
+    path(OBJECT + "caption/", feedback.PostCaptionView.as_view(), name="post-caption"),
     path("suggestions/<int:pk>/", views.SuggestionDetailView.as_view(), name="suggestion-detail"),
     path("suggestions/<int:pk>/accept/", views.SuggestionAcceptView.as_view(), name="suggestion-accept"),
     path("suggestions/<int:pk>/reject/", views.SuggestionRejectView.as_view(), name="suggestion-reject"),
@@ -39,4 +44,7 @@ urlpatterns = [
     path("trending/", views.TrendingView.as_view(), name="trending"),
     path("tags/", views.HashtagListView.as_view(), name="tags"),
     path("opt-out/", views.OptOutView.as_view(), name="opt-out"),
+    path("models/", views.ModelVersionListView.as_view(), name="models"),
+    path("models/rollback/", views.ModelVersionRollbackView.as_view(), name="model-rollback"),
+    path("models/<str:version>/promote/", views.ModelVersionPromoteView.as_view(), name="model-promote"),
 ]

@@ -7,7 +7,7 @@ from hashtags.conf import DEFAULTS, hashtags_settings
 
 def test_defaults_apply_where_the_project_is_silent(settings):
     settings.HASHTAGS = {"WATCH": ["posts.Post.image"]}
-    assert hashtags_settings.BEAM_WIDTH == DEFAULTS["BEAM_WIDTH"] == 3
+    assert hashtags_settings.BEAM_WIDTH == DEFAULTS["BEAM_WIDTH"] is None
     assert hashtags_settings.QUEUE == "gpu"
     assert hashtags_settings.AUTO_ACCEPT_SCORE is None
     assert hashtags_settings.watched() == [("posts", "Post", "image")]
