@@ -77,21 +77,27 @@ class StepDecoder:
         logits = self.decoder.output_projection(output) + self._never_generate
         return logits, hidden, cell
 
-    # -- greedy -----------------------------------------------------------------------------
-    def _greedy_loop(self, features: tf.Tensor):
+    # -- one path per row: greedy and sampling ----------------------------------------------
+    def _single_path_loop(self, features: tf.Tensor, rows_per_image, choose):
+        """Extend ``rows_per_image`` captions per image by one word a step, as ``choose`` picks.
+
+        ``choose(logits, step) -> (word ids, their log-probabilities)``; finished rows emit
+        padding at no cost, and the loop ends when every row has emitted ``<end>``.
+        """
         vocab = self.vocabulary
-        batch = tf.shape(features)[0]
+        rows = tf.shape(features)[0] * rows_per_image
         hidden, cell = self._initial_state(features)
-        tokens = tf.fill([batch], tf.constant(vocab.start_id, tf.int32))
-        finished = tf.zeros([batch], tf.bool)
-        total_log_prob = tf.zeros([batch], tf.float32)
-        sequence = tf.zeros([batch, self.max_length], tf.int32)
+        hidden = tf.repeat(hidden, rows_per_image, axis=0)
+        cell = tf.repeat(cell, rows_per_image, axis=0)
+        tokens = tf.fill([rows], tf.constant(vocab.start_id, tf.int32))
+        finished = tf.zeros([rows], tf.bool)
+        total_log_prob = tf.zeros([rows], tf.float32)
+        sequence = tf.zeros([rows, self.max_length], tf.int32)
         positions = tf.range(self.max_length)
         for step in tf.range(self.max_length):
             logits, hidden, cell = self._step(tokens, hidden, cell)
-            next_tokens = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            best = tf.reduce_max(logits, axis=-1) - tf.reduce_logsumexp(logits, axis=-1)
-            total_log_prob += tf.where(finished, 0.0, best)
+            next_tokens, chosen_log_prob = choose(logits, step)
+            total_log_prob += tf.where(finished, 0.0, chosen_log_prob)
             next_tokens = tf.where(finished, vocab.pad_id, next_tokens)
             sequence += tf.cast(positions == step, tf.int32)[None, :] * next_tokens[:, None]
             finished = finished | tf.equal(next_tokens, vocab.end_id)
@@ -99,6 +105,13 @@ class StepDecoder:
             if tf.reduce_all(finished):
                 break
         return sequence, total_log_prob
+
+    def _greedy_loop(self, features: tf.Tensor):
+        def most_likely(logits, step):
+            best = tf.reduce_max(logits, axis=-1) - tf.reduce_logsumexp(logits, axis=-1)
+            return tf.argmax(logits, axis=-1, output_type=tf.int32), best
+
+        return self._single_path_loop(features, 1, most_likely)
 
     def greedy(self, features: np.ndarray) -> list[CaptionSet]:
         """One caption per image; ``features`` is (N, feature_dim)."""
@@ -113,33 +126,15 @@ class StepDecoder:
             results.append(CaptionSet([" ".join(words)], [float(log_prob)], [score]))
         return results
 
-    # -- sampling ---------------------------------------------------------------------------
     def _sample_loop(self, features: tf.Tensor, count: tf.Tensor, temperature: tf.Tensor,
                      seed: tf.Tensor):
-        vocab = self.vocabulary
-        rows = tf.shape(features)[0] * count
-        hidden, cell = self._initial_state(features)
-        hidden = tf.repeat(hidden, count, axis=0)
-        cell = tf.repeat(cell, count, axis=0)
-        tokens = tf.fill([rows], tf.constant(vocab.start_id, tf.int32))
-        finished = tf.zeros([rows], tf.bool)
-        total_log_prob = tf.zeros([rows], tf.float32)
-        sequence = tf.zeros([rows, self.max_length], tf.int32)
-        positions = tf.range(self.max_length)
-        for step in tf.range(self.max_length):
-            logits, hidden, cell = self._step(tokens, hidden, cell)
+        def draw(logits, step):
             log_probs = tf.nn.log_softmax(logits, axis=-1)
-            next_tokens = tf.random.stateless_categorical(
+            words = tf.random.stateless_categorical(
                 log_probs / temperature, 1, seed=tf.stack([seed, step]), dtype=tf.int32)[:, 0]
-            chosen = tf.gather(log_probs, next_tokens, batch_dims=1)
-            total_log_prob += tf.where(finished, 0.0, chosen)
-            next_tokens = tf.where(finished, vocab.pad_id, next_tokens)
-            sequence += tf.cast(positions == step, tf.int32)[None, :] * next_tokens[:, None]
-            finished = finished | tf.equal(next_tokens, vocab.end_id)
-            tokens = next_tokens
-            if tf.reduce_all(finished):
-                break
-        return sequence, total_log_prob
+            return words, tf.gather(log_probs, words, batch_dims=1)
+
+        return self._single_path_loop(features, count, draw)
 
     def sample(self, features: np.ndarray, count: int = 20, temperature: float = 1.0,
                seed: int = 0) -> list[CaptionSet]:

@@ -96,3 +96,15 @@ def test_vocabulary_round_trip(tmp_path):
     vocabulary.save(tmp_path / "v.json")
     assert Vocabulary.load(tmp_path / "v.json").words == vocabulary.words
     assert vocabulary.decode([1, vocabulary.words.index("dog"), 2, 5]) == ["dog"]
+
+
+def test_sampling_draws_the_learned_captions_for_confident_inputs(trained):
+    decoder, vocabulary, centres = trained
+    step = StepDecoder(decoder, vocabulary)
+    samples = step.sample(centres, count=6, temperature=0.5, seed=3)
+    assert [len(s.captions) for s in samples] == [6, 6, 6]
+    for result, expected in zip(samples, CAPTIONS):
+        assert result.captions.count(" ".join(expected)) >= 4
+        assert all(lp <= 0 for lp in result.log_probs)
+    again = step.sample(centres, count=6, temperature=0.5, seed=3)
+    assert [s.captions for s in again] == [s.captions for s in samples]  # seeded: reproducible
