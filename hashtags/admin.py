@@ -419,22 +419,6 @@ class HashtagOptOutAdmin(admin.ModelAdmin):
     raw_id_fields = ["user"]
 
 
-def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 36 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 class ModelVersionAddForm(forms.ModelForm):
     """Register an artifact directory: everything else is read from its model.json."""
 
@@ -506,7 +490,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("acceptance rate"), ordering="acceptance_rate")
     def acceptance(self, obj):
-        return _rate(obj.acceptance_rate)
+        return versions.format_rate(obj.acceptance_rate)
 
     @admin.display(description=_("decided"), ordering="decided")
     def decided(self, obj):
@@ -518,7 +502,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("time to decision"), ordering="mean_decision")
     def mean_decision_display(self, obj):
-        return _duration(versions.stats_of(obj)["mean_decision_seconds"])
+        return versions.format_duration(versions.stats_of(obj)["mean_decision_seconds"])
 
     @admin.display(description=_("review statistics"))
     def statistics(self, obj):
@@ -527,8 +511,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "{} decided by people ({} accepted, {} rejected, {} edited) on {} posts; acceptance rate {}; "
             "{} edits per post; mean time to decision {}",
             stats["decided"], stats["accepted"], stats["rejected"], stats["edited"], stats["posts"],
-            _rate(stats["acceptance_rate"]), "-" if stats["edits_per_post"] is None else f"{stats['edits_per_post']:.2f}",
-            _duration(stats["mean_decision_seconds"]),
+            versions.format_rate(stats["acceptance_rate"]), "-" if stats["edits_per_post"] is None else f"{stats['edits_per_post']:.2f}",
+            versions.format_duration(stats["mean_decision_seconds"]),
         )
 
     @admin.display(description=_("metrics"))

@@ -334,3 +334,21 @@ def stats_of(row: ModelVersion) -> dict:
 def version_stats(qs: QuerySet | None = None) -> dict[str, dict]:
     """``{version: stats}`` for the versions in ``qs`` (default all); see :func:`stats_of`."""
     return {row.version: stats_of(row) for row in with_stats(qs)}
+
+
+def format_rate(value: float | None) -> str:
+    """An acceptance rate for people: "73%", or "-" when nothing was decided."""
+    return "-" if value is None else f"{value:.0%}"
+
+
+def format_duration(seconds: float | None) -> str:
+    """A mean time to decision for people, in the largest unit that keeps it readable."""
+    if seconds is None:
+        return "-"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

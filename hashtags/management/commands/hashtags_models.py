@@ -17,24 +17,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 
-def _rate(value) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
 def _number(value) -> str:
     return "-" if value is None else f"{value:.2f}"
-
-
-def _duration(seconds) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 36 * 3600:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -121,8 +105,8 @@ class Command(BaseCommand):
             stats = versions.stats_of(row)
             body.append([
                 "*" if row.is_serving else "", row.version, row.encoder or "-", str(stats["decided"]),
-                _rate(stats["acceptance_rate"]), _number(stats["edits_per_post"]),
-                _duration(stats["mean_decision_seconds"]), row.created.strftime("%Y-%m-%d %H:%M"), row.path,
+                versions.format_rate(stats["acceptance_rate"]), _number(stats["edits_per_post"]),
+                versions.format_duration(stats["mean_decision_seconds"]), row.created.strftime("%Y-%m-%d %H:%M"), row.path,
             ])
         self.stdout.write(table(
             ["", "VERSION", "ENCODER", "DECIDED", "ACCEPTED", "EDITS/POST", "TO DECIDE", "REGISTERED", "PATH"], body))
