@@ -186,6 +186,10 @@ class SuggestionState(models.TextChoices):
     ADDED = "added", _("added by a person")
 
 
+# A person keeps the tag: as suggested, as edited, or added themselves.
+ACCEPTED_STATES = (SuggestionState.ACCEPTED, SuggestionState.EDITED, SuggestionState.ADDED)
+
+
 class Suggestion(models.Model):
     """A tag proposed for an analysed image, and what a person decided about it."""
 
@@ -215,7 +219,7 @@ class Suggestion(models.Model):
 
     @property
     def is_accepted(self) -> bool:
-        return self.state in (SuggestionState.ACCEPTED, SuggestionState.EDITED, SuggestionState.ADDED)
+        return self.state in ACCEPTED_STATES
 
 
 class ReviewQueueItem(Suggestion):

@@ -12,6 +12,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from .models import (
+    ACCEPTED_STATES,
     AcceptedTag,
     AcceptedTagSource,
     Hashtag,
@@ -22,9 +23,6 @@ from .models import (
 from .registry import content_type_for, taggit_manager
 
 logger = logging.getLogger(__name__)
-
-ACCEPTED_STATES = (SuggestionState.ACCEPTED, SuggestionState.EDITED, SuggestionState.ADDED)
-
 
 # Accepted tags ------------------------------------------------------------------------------------
 

@@ -158,42 +158,33 @@ def run_evaluate(args) -> int:
 
 def run_tag_head(args) -> int:
     """Add a tag head to an artifact whose decoder is already trained (no LSTM retraining)."""
-    import json as json_module
-
-    from mlcore.artifact import MODEL_FILE, read_info
+    from mlcore.artifact import MODEL_FILE, load_artifact
     from mlcore.tag_head import save_tag_head
-    from training.feature_cache import FeatureCache
     from training.flickr8k import Flickr8k
     from training.tag_head import train_tag_head
-    from training.train import TrainConfig, evaluate_decoder
+    from training.train import TrainConfig, compute_features, evaluate_decoder
 
-    info = read_info(args.model)
+    info, decoder, vocabulary = load_artifact(args.model)
+    config = TrainConfig(data=args.data, encoder=info.encoder["name"], cache_dir=args.cache_dir,
+                         beam_width=int(info.decoding.get("beam_width", 3)),
+                         length_penalty=float(info.decoding.get("length_penalty", 0.7)))
     dataset = Flickr8k.load(args.data)
-    train_examples = dataset.split("train").examples
-    views = []
-    for view in ("plain", "flipped"):
-        matrix, errors = FeatureCache(info.encoder["name"], args.cache_dir, view=view).features_for(
-            [example.image_path for example in train_examples])
-        views.append(matrix)
+    views, train_examples = compute_features(config, dataset.split("train").examples,
+                                             ("plain", "flipped"))
     head = train_tag_head(views, train_examples, args.units, epochs=args.epochs, seed=args.seed)
     if head is None:
         print("error: no tag is used on 5 or more training images; no tag head", file=sys.stderr)
         return 1
     save_tag_head(args.model, head)
-    from mlcore.artifact import load_artifact
-    _, decoder, vocabulary = load_artifact(args.model)
-    dev = dataset.split("dev").examples
-    dev_features, _ = FeatureCache(info.encoder["name"], args.cache_dir).features_for(
-        [example.image_path for example in dev])
-    config = TrainConfig(data=args.data, beam_width=int(info.decoding.get("beam_width", 3)),
-                         length_penalty=float(info.decoding.get("length_penalty", 0.7)))
-    metrics = evaluate_decoder(decoder, vocabulary, head, dev_features, dev, config)
+    (dev_features,), dev_examples = compute_features(config, dataset.split("dev").examples,
+                                                     ("plain",))
+    metrics = evaluate_decoder(decoder, vocabulary, head, dev_features, dev_examples, config)
     manifest_path = Path(args.model) / MODEL_FILE
-    manifest = json_module.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest["training"]["dev_metrics"] = metrics
     manifest["training"]["tag_head"] = {"epochs": args.epochs, "units": args.units,
                                         "tags": len(head.tags)}
-    manifest_path.write_text(json_module.dumps(manifest, indent=2), encoding="utf-8")
+    manifest_path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     print(json.dumps(metrics))
     return 0
 

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,14 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("HASHTAGS_FEATURE_CACHE",
                                         Path(__file__).resolve().parent.parent / ".cache" / "features"))
+
+
+@lru_cache(maxsize=2)
+def shared_encoder(name: str):
+    """One encoder per name for the process: filling several views or splits builds it once."""
+    from mlcore.encoders import build_encoder
+
+    return build_encoder(name)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -79,8 +88,7 @@ class FeatureCache:
         self.hits += len(rows) - len(todo)
         if todo:
             if encoder is None:
-                from mlcore.encoders import build_encoder
-                encoder = build_encoder(self.encoder_name)
+                encoder = shared_encoder(self.encoder_name)
             size = encoder.spec.input_size
             bar = tqdm(total=len(todo), desc=f"features {self.directory.name}", unit="img",
                        disable=not progress)
