@@ -1,8 +1,8 @@
 """Batched greedy and beam-search decoding with one compiled LSTM step per generated word.
 
 Both decoders run their whole loop inside one ``tf.function``: per generated word they run
-exactly one embedding lookup, one ``LSTMCell`` call on the carried ``(h, c)`` state and one output
-projection for every image (and beam) of the batch. Nothing re-reads the prefix and nothing goes
+exactly one row lookup of the word's precomputed input gates, one recurrent matrix product on the
+carried ``(h, c)`` state and one output projection for every image (and beam) of the batch. Nothing re-reads the prefix and nothing goes
 back to Python between words, which is what the common tutorials' ``model.predict``-per-word loop
 gets wrong (see ``benchmarks/decode.py``).
 """
@@ -15,10 +15,28 @@ import numpy as np
 import tensorflow as tf
 
 from mlcore.decoder import CaptionDecoder
+from mlcore.precision import resolve_precision
 from mlcore.vocabulary import Vocabulary
 
 # A large negative instead of -inf keeps the arithmetic free of NaNs (-inf - -inf).
 _NEGATIVE = -1e9
+# Words per chunk of the output layer for the two-stage top-k (see StepDecoder._top_words).
+_CHUNK = 32
+
+
+def _keep_rows(mask: tf.Tensor, values: tuple) -> tuple:
+    return tuple(tf.boolean_mask(value, mask) for value in values)
+
+
+def _scatter_rows(buffers: tuple, rows: tf.Tensor, values: tuple) -> tuple:
+    """Write ``values`` into ``rows`` of each buffer: the results of rows leaving the batch."""
+    return tuple(tf.tensor_scatter_nd_update(buffer, rows[:, None], value)
+                 for buffer, value in zip(buffers, values))
+
+
+def _beam_rows(images: tf.Tensor, width: int) -> tf.Tensor:
+    """Row indices of all beams of ``images`` (image i owns rows i*width … i*width+width-1)."""
+    return tf.reshape(images[:, None] * width + tf.range(width)[None, :], [-1])
 
 
 @dataclass
@@ -40,49 +58,128 @@ class StepDecoder:
     ``length_penalty`` is the GNMT exponent alpha: beams are ranked by
     ``log_prob / ((5 + length) / 6) ** alpha``; 0 ranks by raw log-probability, which favours
     short captions.
+
+    ``precision`` is the float type of the two matrix products per step (see
+    :mod:`mlcore.precision`): ``"auto"`` uses bfloat16 where the hardware has native bfloat16
+    matrix units and float32 elsewhere. The decoder's weights are read once, here: build a new
+    ``StepDecoder`` after training the decoder further.
     """
 
     def __init__(self, decoder: CaptionDecoder, vocabulary: Vocabulary,
-                 length_penalty: float = 0.7, jit_compile: bool = False):
+                 length_penalty: float = 0.7, precision: str | None = "auto"):
         self.decoder = decoder
         self.vocabulary = vocabulary
         self.length_penalty = float(length_penalty)
         self.max_length = decoder.config.max_length
+        self.precision = resolve_precision(precision)
+        self._prepare_weights()
         feature_spec = tf.TensorSpec((None, decoder.config.feature_dim), tf.float32)
-        self._greedy = tf.function(self._greedy_loop, input_signature=[feature_spec],
-                                   jit_compile=jit_compile)
+        self._greedy = tf.function(self._greedy_loop, input_signature=[feature_spec])
         self._beam_functions: dict[int, tf.types.experimental.GenericFunction] = {}
-        self._jit_compile = jit_compile
         self._feature_spec = feature_spec
-        # Padding, <start> and <unk> are never words of a caption: an "<unk>" in a caption (and
-        # "#unk" among the hashtags) helps nobody, so their logits are pushed out of reach.
-        banned = np.zeros(len(vocabulary), np.float32)
-        banned[[vocabulary.pad_id, vocabulary.start_id, vocabulary.unknown_id]] = _NEGATIVE
-        self._never_generate = tf.constant(banned)
+
+    def _prepare_weights(self) -> None:
+        """Fold the decoder's layers into the few arrays one step needs.
+
+        - A word's contribution to the LSTM gates (``embedding @ kernel + bias``) depends on the
+          word alone, so it is computed once for the whole vocabulary: a step looks up one row
+          instead of multiplying its embedding, a third of the per-step work.
+        - Gate columns are reordered from Keras' (i, f, c, o) to (i, f, o, c) so that one sigmoid
+          and one tanh cover them.
+        - The output projection gets zero columns up to a multiple of ``_CHUNK`` words (their
+          logits pinned at -1e9, like padding, <start> and <unk>, which are never generated: an
+          "<unk>" in a caption, or "#unk" among the hashtags, helps nobody).
+        """
+        cell = self.decoder.lstm.cell
+        if (getattr(cell.activation, "__name__", "") != "tanh"
+                or getattr(cell.recurrent_activation, "__name__", "") != "sigmoid"
+                or not cell.use_bias):
+            raise ValueError("the step decoder expects an LSTM with tanh/sigmoid activations "
+                             "and a bias (the layout build_decoder makes)")
+        compute_dtype = tf.bfloat16 if self.precision == "bfloat16" else tf.float32
+        units = self.decoder.config.units
+        gate_order = np.concatenate([np.arange(0, 2 * units), np.arange(3 * units, 4 * units),
+                                     np.arange(2 * units, 3 * units)])
+        embeddings = np.asarray(self.decoder.embedding.embeddings, np.float32)
+        word_gates = embeddings @ np.asarray(cell.kernel, np.float32) + np.asarray(cell.bias,
+                                                                                   np.float32)
+        self._word_gates = tf.constant(word_gates[:, gate_order])
+        recurrent_kernel = np.asarray(cell.recurrent_kernel, np.float32)[:, gate_order]
+        self._recurrent_kernel = tf.cast(recurrent_kernel, compute_dtype)
+
+        vocabulary_size = len(self.vocabulary)
+        self._padded_size = -(-vocabulary_size // _CHUNK) * _CHUNK
+        output_kernel = np.zeros((units, self._padded_size), np.float32)
+        output_kernel[:, :vocabulary_size] = np.asarray(self.decoder.output_projection.kernel,
+                                                        np.float32)
+        output_bias = np.full(self._padded_size, _NEGATIVE, np.float32)
+        output_bias[:vocabulary_size] = np.asarray(self.decoder.output_projection.bias,
+                                                   np.float32)
+        vocab = self.vocabulary
+        output_bias[[vocab.pad_id, vocab.start_id, vocab.unknown_id]] = _NEGATIVE
+        self._output_kernel = tf.cast(output_kernel, compute_dtype)
+        self._output_bias = tf.constant(output_bias)
+
+    def _matmul(self, values: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+        if kernel.dtype == tf.float32:
+            return tf.matmul(values, kernel)
+        return tf.cast(tf.matmul(tf.cast(values, kernel.dtype), kernel), tf.float32)
 
     # -- one step ---------------------------------------------------------------------------
     def _initial_state(self, features: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return self.decoder.initial_hidden(features), self.decoder.initial_cell(features)
 
     def _step(self, token_ids: tf.Tensor, hidden: tf.Tensor, cell: tf.Tensor):
-        """One word for every row: ids (N,) and state (N, units) → logits (N, V), new state.
+        """One word for every row: ids (N,) and state (N, units) → logits (N, V'), new state.
 
-        Callers normalise only what they need (``logsumexp`` per row), since a full
-        ``log_softmax`` over every row and word costs as much as the projection itself.
+        The arithmetic of Keras' ``LSTMCell`` on the prepared weights. ``V'`` is the vocabulary
+        padded to whole chunks; the padding's logits are -1e9. Callers normalise only what they
+        need, since a full ``log_softmax`` over every row and word costs as much as the projection.
         """
-        # A direct lookup: calling the Embedding layer would attach its padding mask, which the
-        # single cell has no use for.
-        words = tf.nn.embedding_lookup(self.decoder.embedding.embeddings, token_ids)
-        output, (hidden, cell) = self.decoder.lstm.cell(words, [hidden, cell], training=False)
-        logits = self.decoder.output_projection(output) + self._never_generate
+        gates = tf.gather(self._word_gates, token_ids) + self._matmul(hidden,
+                                                                      self._recurrent_kernel)
+        units = self.decoder.config.units
+        sigmoid_gates = tf.sigmoid(gates[:, :3 * units])
+        input_gate = sigmoid_gates[:, :units]
+        forget_gate = sigmoid_gates[:, units:2 * units]
+        output_gate = sigmoid_gates[:, 2 * units:]
+        cell = forget_gate * cell + input_gate * tf.tanh(gates[:, 3 * units:])
+        hidden = output_gate * tf.tanh(cell)
+        logits = self._matmul(hidden, self._output_kernel) + self._output_bias
         return logits, hidden, cell
+
+    def _top_words(self, logits: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """The ``k`` most likely words of every row: (log-probabilities, ids), best first.
+
+        Why chunked: a plain ``top_k`` over the whole vocabulary cost more than both matrix
+        products of the step. The ``k`` best words lie in the ``k`` chunks with the highest
+        maxima, so ``top_k`` runs over chunk maxima and then over ``k`` chunks only.
+        """
+        rows = tf.shape(logits)[0]
+        chunk_count = self._padded_size // _CHUNK
+        if k >= chunk_count:  # tiny vocabularies: nothing to gain
+            values, word_ids = tf.math.top_k(logits, k=k)
+        else:
+            chunks = tf.reshape(logits, [rows, chunk_count, _CHUNK])
+            _, best_chunks = tf.math.top_k(tf.reduce_max(chunks, axis=-1), k=k)
+            candidates = tf.reshape(tf.gather(chunks, best_chunks, batch_dims=1),
+                                    [rows, k * _CHUNK])
+            values, positions = tf.math.top_k(candidates, k=k)
+            word_ids = (tf.gather(best_chunks, positions // _CHUNK, batch_dims=1) * _CHUNK
+                        + positions % _CHUNK)
+        # log p(word) = logit - logsumexp(logits). The fused softmax kernel is the cheapest
+        # pass over all logits; the best word's probability (>= 1/V, so its log is safe) gives
+        # logsumexp = best logit - log p(best word).
+        best_probability = tf.gather(tf.nn.softmax(logits), word_ids[:, :1], batch_dims=1)
+        return values - values[:, :1] + tf.math.log(best_probability), word_ids
 
     # -- one path per row: greedy and sampling ----------------------------------------------
     def _single_path_loop(self, features: tf.Tensor, rows_per_image, choose):
         """Extend ``rows_per_image`` captions per image by one word a step, as ``choose`` picks.
 
-        ``choose(logits, step) -> (word ids, their log-probabilities)``; finished rows emit
-        padding at no cost, and the loop ends when every row has emitted ``<end>``.
+        ``choose(logits, step) -> (word ids, their log-probabilities)``. A row leaves the batch
+        as soon as it emits ``<end>``, so later steps only pay for captions still being written;
+        the loop ends when no row is left.
         """
         vocab = self.vocabulary
         rows = tf.shape(features)[0] * rows_per_image
@@ -90,26 +187,33 @@ class StepDecoder:
         hidden = tf.repeat(hidden, rows_per_image, axis=0)
         cell = tf.repeat(cell, rows_per_image, axis=0)
         tokens = tf.fill([rows], tf.constant(vocab.start_id, tf.int32))
-        finished = tf.zeros([rows], tf.bool)
         total_log_prob = tf.zeros([rows], tf.float32)
         sequence = tf.zeros([rows, self.max_length], tf.int32)
+        active = tf.range(rows)  # output row of each row still being extended
+        done_sequence = tf.zeros([rows, self.max_length], tf.int32)
+        done_log_prob = tf.zeros([rows], tf.float32)
         positions = tf.range(self.max_length)
         for step in tf.range(self.max_length):
             logits, hidden, cell = self._step(tokens, hidden, cell)
-            next_tokens, chosen_log_prob = choose(logits, step)
-            total_log_prob += tf.where(finished, 0.0, chosen_log_prob)
-            next_tokens = tf.where(finished, vocab.pad_id, next_tokens)
-            sequence += tf.cast(positions == step, tf.int32)[None, :] * next_tokens[:, None]
-            finished = finished | tf.equal(next_tokens, vocab.end_id)
-            tokens = next_tokens
-            if tf.reduce_all(finished):
+            tokens, chosen_log_prob = choose(logits, step)
+            total_log_prob += chosen_log_prob
+            sequence += tf.cast(positions == step, tf.int32)[None, :] * tokens[:, None]
+            ended = tf.equal(tokens, vocab.end_id)
+            if tf.reduce_any(ended):  # ended rows move to the results and leave the batch
+                done_sequence, done_log_prob = _scatter_rows(
+                    (done_sequence, done_log_prob), tf.boolean_mask(active, ended),
+                    _keep_rows(ended, (sequence, total_log_prob)))
+                active, tokens, hidden, cell, total_log_prob, sequence = _keep_rows(
+                    tf.logical_not(ended), (active, tokens, hidden, cell, total_log_prob, sequence))
+            if tf.size(active) == 0:
                 break
-        return sequence, total_log_prob
+        # rows that hit max_length without <end>
+        return _scatter_rows((done_sequence, done_log_prob), active, (sequence, total_log_prob))
 
     def _greedy_loop(self, features: tf.Tensor):
         def most_likely(logits, step):
-            best = tf.reduce_max(logits, axis=-1) - tf.reduce_logsumexp(logits, axis=-1)
-            return tf.argmax(logits, axis=-1, output_type=tf.int32), best
+            log_probs, word_ids = self._top_words(logits, 1)
+            return word_ids[:, 0], log_probs[:, 0]
 
         return self._single_path_loop(features, 1, most_likely)
 
@@ -160,6 +264,11 @@ class StepDecoder:
         return ((5.0 + length) / 6.0) ** self.length_penalty
 
     def _beam_loop(self, features: tf.Tensor, width: int):
+        """``width`` beams per image, one step for all beams of all images still searching.
+
+        An image leaves the batch once all its beams have emitted ``<end>``, so later steps only
+        pay for images still being captioned (caption lengths vary about 2x within a batch).
+        """
         vocab = self.vocabulary
         batch = tf.shape(features)[0]
         rows = batch * width
@@ -175,18 +284,21 @@ class StepDecoder:
         positions = tf.range(self.max_length)
         # A finished beam may only "emit" padding at no cost, so it carries over unchanged.
         finished_log_probs = tf.concat([[0.0], tf.fill([width - 1], _NEGATIVE)], 0)
-        batch_offsets = tf.repeat(tf.range(batch) * width, width)
+        active = tf.range(batch)  # the images still searching, as indices into the batch
+        done_sequence = tf.zeros([rows, self.max_length], tf.int32)
+        done_scores = tf.zeros([rows], tf.float32)
+        done_lengths = tf.zeros([rows], tf.float32)
         for step in tf.range(self.max_length):
+            count = tf.shape(active)[0]
             logits, hidden, cell = self._step(tokens, hidden, cell)
             # The best `width` continuations overall are among each beam's own best `width`, so
-            # only (rows, width) candidates are normalised and ranked, never (rows, vocabulary).
-            row_logits, row_words = tf.math.top_k(logits, k=width)
-            row_log_probs = row_logits - tf.reduce_logsumexp(logits, axis=-1, keepdims=True)
+            # only (rows, width) candidates are ranked, never (rows, vocabulary).
+            row_log_probs, row_words = self._top_words(logits, width)
             row_log_probs = tf.where(finished[:, None], finished_log_probs[None, :], row_log_probs)
             row_words = tf.where(finished[:, None], vocab.pad_id, row_words)
-            candidates = tf.reshape(beam_scores[:, None] + row_log_probs, [batch, width * width])
+            candidates = tf.reshape(beam_scores[:, None] + row_log_probs, [count, width * width])
             top_scores, top_indices = tf.math.top_k(candidates, k=width)
-            origin = tf.reshape(top_indices // width, [-1]) + batch_offsets
+            origin = tf.reshape(top_indices // width + (tf.range(count) * width)[:, None], [-1])
             choice = tf.reshape(top_indices % width, [-1])
             next_tokens = tf.gather_nd(row_words, tf.stack([origin, choice], axis=1))
             beam_scores = tf.reshape(top_scores, [-1])
@@ -198,11 +310,27 @@ class StepDecoder:
             sequence += tf.cast(positions == step, tf.int32)[None, :] * next_tokens[:, None]
             finished = was_finished | tf.equal(next_tokens, vocab.end_id)
             tokens = next_tokens
-            if tf.reduce_all(finished):
+
+            image_done = tf.reduce_all(tf.reshape(finished, [count, width]), axis=1)
+            if tf.reduce_any(image_done):  # their beams move to the results, leave the batch
+                row_done = tf.repeat(image_done, width)
+                done_sequence, done_scores, done_lengths = _scatter_rows(
+                    (done_sequence, done_scores, done_lengths),
+                    _beam_rows(tf.boolean_mask(active, image_done), width),
+                    _keep_rows(row_done, (sequence, beam_scores, lengths)))
+                active = tf.boolean_mask(active, tf.logical_not(image_done))
+                tokens, hidden, cell, beam_scores, finished, lengths, sequence = _keep_rows(
+                    tf.logical_not(row_done),
+                    (tokens, hidden, cell, beam_scores, finished, lengths, sequence))
+            if tf.size(active) == 0:
                 break
-        normalised = beam_scores / (((5.0 + lengths) / 6.0) ** self.length_penalty)
-        return (tf.reshape(sequence, [batch, width, self.max_length]),
-                tf.reshape(beam_scores, [batch, width]), tf.reshape(normalised, [batch, width]))
+        # images whose beams hit max_length without all ending
+        done_sequence, done_scores, done_lengths = _scatter_rows(
+            (done_sequence, done_scores, done_lengths), _beam_rows(active, width),
+            (sequence, beam_scores, lengths))
+        normalised = done_scores / (((5.0 + done_lengths) / 6.0) ** self.length_penalty)
+        return (tf.reshape(done_sequence, [batch, width, self.max_length]),
+                tf.reshape(done_scores, [batch, width]), tf.reshape(normalised, [batch, width]))
 
     def beam_search(self, features: np.ndarray, width: int = 3) -> list[CaptionSet]:
         """The ``width`` best captions per image, ranked by length-normalised log-probability."""
@@ -214,8 +342,7 @@ class StepDecoder:
             return []
         if width not in self._beam_functions:
             self._beam_functions[width] = tf.function(
-                lambda f: self._beam_loop(f, width), input_signature=[self._feature_spec],
-                jit_compile=self._jit_compile)
+                lambda f: self._beam_loop(f, width), input_signature=[self._feature_spec])
         sequences, log_probs, scores = (t.numpy() for t in self._beam_functions[width](
             tf.constant(features)))
         results = []

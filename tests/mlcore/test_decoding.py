@@ -37,10 +37,47 @@ def test_greedy_reproduces_the_learned_captions(trained):
     assert all(r.log_probs[0] < 0 for r in results)
 
 
-def test_beam_width_one_agrees_with_greedy(trained):
+def _step_logits(step: StepDecoder, features: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Teacher-forced logits from the step decoder, one compiled-free step per position."""
+    hidden, cell = step._initial_state(features)
+    logits = []
+    for position in range(ids.shape[1]):
+        step_logits, hidden, cell = step._step(ids[:, position], hidden, cell)
+        logits.append(step_logits.numpy())
+    return np.stack(logits, axis=1)
+
+
+def test_step_computes_what_the_training_model_computes(trained):
+    decoder, vocabulary, centres = trained
+    ids = np.array([vocabulary.encode(c)[:-1] for c in [c[:2] for c in CAPTIONS]], np.int32)
+    expected = np.asarray(decoder.model([centres, ids], training=False))
+    allowed = np.ones(len(vocabulary), bool)
+    allowed[[vocabulary.pad_id, vocabulary.start_id, vocabulary.unknown_id]] = False
+    exact = _step_logits(StepDecoder(decoder, vocabulary, precision="float32"), centres, ids)
+    size = len(vocabulary)
+    assert exact.shape[-1] % 32 == 0 and (exact[..., size:] < -1e8).all()  # chunk padding
+    exact = exact[..., :size]
+    np.testing.assert_allclose(exact[..., allowed], expected[..., allowed], rtol=1e-5, atol=1e-5)
+    assert (exact[..., ~allowed] < -1e8).all()  # pad/start/unk are never generated
+    rounded = _step_logits(StepDecoder(decoder, vocabulary, precision="bfloat16"), centres,
+                           ids)[..., :size]
+    scale = np.abs(expected[..., allowed]).max()
+    np.testing.assert_allclose(rounded[..., allowed], expected[..., allowed], atol=0.02 * scale)
+
+
+def test_bfloat16_decodes_the_learned_captions(trained):
+    decoder, vocabulary, centres = trained
+    step = StepDecoder(decoder, vocabulary, precision="bfloat16")
+    assert step.precision == "bfloat16"
+    assert [r.caption for r in step.greedy(centres)] == [" ".join(c) for c in CAPTIONS]
+    assert [r.caption for r in step.beam_search(centres, 3)] == [" ".join(c) for c in CAPTIONS]
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_beam_width_one_agrees_with_greedy(trained, precision):
     decoder, vocabulary, _ = trained
     features = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
-    step = StepDecoder(decoder, vocabulary)
+    step = StepDecoder(decoder, vocabulary, precision=precision)
     greedy = step.greedy(features)
     beam = step.beam_search(features, width=1)
     assert [g.captions for g in greedy] == [b.captions for b in beam]
@@ -108,3 +145,51 @@ def test_sampling_draws_the_learned_captions_for_confident_inputs(trained):
         assert all(lp <= 0 for lp in result.log_probs)
     again = step.sample(centres, count=6, temperature=0.5, seed=3)
     assert [s.captions for s in again] == [s.captions for s in samples]  # seeded: reproducible
+
+
+@pytest.fixture(scope="module")
+def wide():
+    """An untrained decoder over a 300-word vocabulary (ten output chunks) whose <end> comes
+    after a varied number of words, so rows leave a batch at different steps."""
+    import keras
+
+    keras.utils.set_random_seed(5)
+    vocabulary = Vocabulary.build([[f"w{index}"] for index in range(296)], min_count=1)
+    decoder = build_decoder(DecoderConfig(vocabulary_size=len(vocabulary), feature_dim=8,
+                                          embedding_dim=8, units=16, dropout=0.0, max_length=12))
+    kernel = np.asarray(decoder.output_projection.kernel).copy()
+    kernel[:, vocabulary.end_id] = np.random.default_rng(5).normal(scale=3.0, size=16)
+    decoder.output_projection.kernel.assign(kernel)
+    return decoder, vocabulary
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_chunked_top_words_match_a_full_sort(wide, k):
+    decoder, vocabulary = wide
+    step = StepDecoder(decoder, vocabulary, precision="float32")
+    rng = np.random.default_rng(k)
+    logits = np.full((64, step._padded_size), -1e9, np.float32)
+    logits[:, :len(vocabulary)] = rng.normal(scale=4.0, size=(64, len(vocabulary)))
+    log_probs, word_ids = (t.numpy() for t in step._top_words(logits, k))
+    full = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) \
+        - logits.max(1, keepdims=True)
+    expected_ids = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(word_ids, expected_ids)
+    np.testing.assert_allclose(log_probs, np.take_along_axis(full, expected_ids, 1), atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_rows_leaving_the_batch_early_do_not_change_any_result(wide, precision):
+    decoder, vocabulary = wide
+    step = StepDecoder(decoder, vocabulary, precision=precision)
+    features = np.random.default_rng(7).normal(size=(40, 8)).astype(np.float32)
+    greedy = step.greedy(features)
+    lengths = {len(result.caption.split()) for result in greedy}
+    # really staggered: some end at once, some run to max_length (12 words, no <end>)
+    assert min(lengths) <= 1 and max(lengths) == 12 and len(lengths) >= 5
+    assert [r.captions for r in greedy] == [step.greedy(f[None])[0].captions for f in features]
+    beams = step.beam_search(features, width=4)
+    alone = [step.beam_search(f[None], width=4)[0] for f in features]
+    assert [r.captions for r in beams] == [r.captions for r in alone]
+    np.testing.assert_allclose([r.log_probs for r in beams], [r.log_probs for r in alone],
+                               rtol=1e-5, atol=1e-5)
