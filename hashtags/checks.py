@@ -26,4 +26,9 @@ def check_settings(app_configs=None, **kwargs):
     score = hashtags_settings.AUTO_ACCEPT_SCORE
     if score is not None and not 0 <= float(score) <= 1:
         errors.append(checks.Error("HASHTAGS['AUTO_ACCEPT_SCORE'] must be None or within [0, 1].", id="hashtags.E003"))
+    precision = hashtags_settings.DECODER_PRECISION
+    if str(precision).lower() not in ("auto", "float32", "bfloat16"):
+        errors.append(checks.Error(
+            f"HASHTAGS['DECODER_PRECISION'] is {precision!r}; use 'auto', 'float32' or 'bfloat16'.",
+            id="hashtags.E004"))
     return errors

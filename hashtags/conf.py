@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "RESNET50_WEIGHTS": None,
     # Decoding and hashtag extraction.
     "BEAM_WIDTH": None,  # None = the model's own default (the shipped model: 8)
+    # Float type of the decoder's matrix products: "auto" = bfloat16 where the CPU (AMX /
+    # AVX512-BF16) or GPU (compute capability 8+) has it natively, else "float32".
+    "DECODER_PRECISION": "auto",
     "MAX_TAGS": 10,
     "MIN_SCORE": 0.05,
     # Extra tags (with or without '#') that are never suggested, on top of mlcore's blocklist.

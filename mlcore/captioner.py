@@ -51,7 +51,8 @@ class Captioner:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, encoder_weights: str | None = "default",
-             ) -> Captioner:
+             precision: str | None = "auto") -> Captioner:
+        """``precision``: the decoder's matrix-product float type (:mod:`mlcore.precision`)."""
         from mlcore.encoders import build_encoder
 
         if model_dir is None:
@@ -66,8 +67,9 @@ class Captioner:
         except ValueError as error:
             raise ArtifactError(f"{model_dir}: {error}") from None
         length_penalty = float(info.decoding.get("length_penalty", 0.7))
-        return cls(info, encoder, StepDecoder(decoder, vocabulary, length_penalty=length_penalty),
-                   Path(model_dir), load_tag_head(model_dir))
+        step_decoder = StepDecoder(decoder, vocabulary, length_penalty=length_penalty,
+                                   precision=precision)
+        return cls(info, encoder, step_decoder, Path(model_dir), load_tag_head(model_dir))
 
     @property
     def model_version(self) -> str:

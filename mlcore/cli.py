@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--max-tags", type=int, default=10)
     caption.add_argument("--min-score", type=float, default=0.0)
     caption.add_argument("--batch-size", type=int, default=32)
+    caption.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                         help="decoder matrix products: auto = bfloat16 where the hardware has it")
     hashtags = commands.add_parser("hashtags", help="hashtags for a caption text")
     hashtags.add_argument("caption")
     hashtags.add_argument("--max-tags", type=int, default=10)
@@ -39,7 +41,7 @@ def run_caption(args) -> int:
 
     try:
         config = ExtractorConfig(max_tags=args.max_tags, min_score=args.min_score)
-        captioner = Captioner.load(args.model)
+        captioner = Captioner.load(args.model, precision=args.precision)
     except (ArtifactError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

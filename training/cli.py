@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", default=None, help="artifact directory (default: shipped)")
     evaluate.add_argument("--beam", type=int, default=None, help="beam width (1 = greedy)")
     evaluate.add_argument("--limit", type=int, default=None, help="only the first N images")
+    evaluate.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                          help="decoder matrix products (auto = bfloat16 where native)")
     evaluate.add_argument("--human", action="store_true",
                           help="also report the human level of the hashtag measure")
     head = commands.add_parser("tag-head", help="(re)train the tag head of an existing artifact")
@@ -139,7 +141,8 @@ def run_evaluate(args) -> int:
     keep = [index for index, error in enumerate(errors) if error is None]
     beam = args.beam or int(info.decoding.get("beam_width", 3))
     step_decoder = StepDecoder(decoder, vocabulary,
-                               length_penalty=float(info.decoding.get("length_penalty", 0.7)))
+                               length_penalty=float(info.decoding.get("length_penalty", 0.7)),
+                               precision=args.precision)
     caption_sets = step_decoder.decode(features[keep], beam_width=beam)
     tag_head = load_tag_head(model_dir)
     heads = tag_head.probabilities(features[keep]) if tag_head is not None else None
@@ -147,7 +150,7 @@ def run_evaluate(args) -> int:
                                    tag_probabilities=heads)
     result = {"images": len(keep), **{k: round(v, 4) for k, v in scores.items()}, "beam": beam,
               "model_version": info.version, "split": args.split,
-              "missing_images": len(split.missing_images)}
+              "missing_images": len(split.missing_images), "precision": step_decoder.precision}
     if args.human:
         precision, recall = human_tag_scores([examples[i].captions for i in keep])
         result["human_tag_precision_at_5"] = round(precision, 4)

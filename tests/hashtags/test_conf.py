@@ -41,3 +41,12 @@ def test_bad_watch_entry_is_a_system_check_error():
     with override_settings(HASHTAGS={"WATCH": ["posts.Post.text"]}):
         assert [e.id for e in check_settings()] == ["hashtags.E001"]
     assert check_settings() == []
+
+
+def test_bad_decoder_precision_is_a_system_check_error():
+    from hashtags.checks import check_settings
+
+    with override_settings(HASHTAGS={"DECODER_PRECISION": "float16"}):
+        assert [e.id for e in check_settings()] == ["hashtags.E004"]
+    with override_settings(HASHTAGS={"DECODER_PRECISION": "bfloat16"}):
+        assert check_settings() == []

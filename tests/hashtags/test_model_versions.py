@@ -167,6 +167,15 @@ def test_captioner_follows_model_dir_without_a_database(v1_configured):
         assert inference.get_captioner(refresh=True).model_version == "v1"
 
 
+def test_decoder_precision_setting_reaches_the_loaded_model(v1_configured, hashtags_config):
+    from hashtags import inference
+
+    hashtags_config(DECODER_PRECISION="float32")
+    assert inference.get_captioner().step_decoder.precision == "float32"
+    hashtags_config(DECODER_PRECISION="bfloat16")
+    assert inference.get_captioner().step_decoder.precision == "bfloat16"  # reloaded
+
+
 # Statistics ---------------------------------------------------------------------------------------
 
 def _decide(make_post, user, seed, decisions):
