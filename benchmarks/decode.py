@@ -4,7 +4,9 @@ Same trained decoder, same image features, one run, side by side:
 
 (a) *tutorial*: one image at a time; for every word, ``model.predict`` on the whole padded
     prefix (what the common Keras captioning tutorials do);
-(b) *ours*: :class:`mlcore.decoding.StepDecoder`, greedy and beam 3, at batch 1 and 256;
+(b) *ours*: :class:`mlcore.decoding.StepDecoder`, greedy and beam 3, at batch 1 and 256, in the
+    precision it picks on this machine (bfloat16 products where the CPU/GPU has them) and, at
+    batch 256, in float32 too, with how many captions the two precisions agree on;
 (c) encoder throughput (images/s) of both encoders at batch 1 and 32.
 
 The last line printed is one JSON object (see README "Benchmarks").
@@ -67,11 +69,14 @@ def main() -> None:
 
     info, decoder, vocabulary = load_artifact(args.model or DEFAULT_MODEL_DIR)
     step = StepDecoder(decoder, vocabulary)
+    exact = step if step.precision == "float32" else StepDecoder(decoder, vocabulary,
+                                                                 precision="float32")
     encoder = build_encoder(info.encoder["name"])
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (args.images, 224, 224, 3), dtype=np.uint8)
     features = encoder.encode(pixels)  # real encoder output, so captions have real lengths
-    print(f"model {info.version}: {len(vocabulary)} words, max length {decoder.config.max_length}")
+    print(f"model {info.version}: {len(vocabulary)} words, max length {decoder.config.max_length}"
+          f"; decoder precision here: {step.precision}")
 
     tutorial = images_per_second(
         lambda: [tutorial_decode(decoder, vocabulary, f) for f in features[:args.tutorial_images]],
@@ -91,6 +96,13 @@ def main() -> None:
     for batch in ("1", "256"):
         print(f"step decoder batch {batch:>3}: greedy {greedy[batch]:9.1f} img/s, "
               f"beam-3 {beam[batch]:9.1f} img/s, greedy/tutorial {greedy[batch] / tutorial:7.1f}x")
+    float32 = {"greedy": images_per_second(lambda: exact.greedy(features[:256]), 256),
+               "beam3": images_per_second(lambda: exact.beam_search(features[:256], 3), 256)}
+    same = sum(a.caption == b.caption for a, b in zip(step.beam_search(features[:256], 3),
+                                                      exact.beam_search(features[:256], 3)))
+    print(f"float32 batch 256: greedy {float32['greedy']:9.1f} img/s, beam-3 "
+          f"{float32['beam3']:9.1f} img/s; {step.precision} / float32 beam-3: "
+          f"{beam['256'] / float32['beam3']:.2f}x, same best caption for {same}/256 images")
 
     encoders = {}
     for name in ("efficientnet_lite0", "resnet50"):
@@ -107,6 +119,10 @@ def main() -> None:
     print(json.dumps({"tutorial_img_s": round(tutorial, 3),
                       "greedy_img_s": {k: round(v, 1) for k, v in greedy.items()},
                       "beam3_img_s": {k: round(v, 1) for k, v in beam.items()},
+                      "precision": step.precision,
+                      "float32_img_s": {k: round(v, 1) for k, v in float32.items()},
+                      "beam3_over_lite0_encoder": round(
+                          beam["256"] / encoders["efficientnet_lite0"]["32"], 1),
                       "ratio": {k: round(v, 1) for k, v in ratio.items()},
                       "encoder_img_s": {n: {k: round(v, 1) for k, v in r.items()}
                                         for n, r in encoders.items()}}))
