@@ -69,7 +69,11 @@ class Captioner:
         length_penalty = float(info.decoding.get("length_penalty", 0.7))
         step_decoder = StepDecoder(decoder, vocabulary, length_penalty=length_penalty,
                                    precision=precision)
-        return cls(info, encoder, step_decoder, Path(model_dir), load_tag_head(model_dir))
+        tag_head = load_tag_head(model_dir)
+        if tag_head is not None and tag_head.tap and tag_head.encoder != info.encoder["name"]:
+            raise ArtifactError(f"{model_dir}: the tag head continues encoder {tag_head.encoder!r} "
+                                f"but the model's encoder is {info.encoder['name']!r}")
+        return cls(info, encoder, step_decoder, Path(model_dir), tag_head)
 
     @property
     def model_version(self) -> str:
@@ -110,11 +114,15 @@ class Captioner:
         head_probabilities: list[dict[str, float] | None] = [None] * len(loaded)
         encode_seconds = decode_seconds = 0.0
         if loaded:
-            features = self.encoder.encode(np.stack(loaded))
+            tap = self.tag_head.tap if self.tag_head is not None else None
+            if tap:  # the head continues from an inner layer of the same forward pass
+                features, head_inputs = self.encoder.encode_tapped(np.stack(loaded), tap)
+            else:
+                features = head_inputs = self.encoder.encode(np.stack(loaded))
             encoded_at = time.perf_counter()
             caption_sets = self.caption_features(features, beam_width)
             if self.tag_head is not None:
-                head_probabilities = self.tag_head.probabilities(features)
+                head_probabilities = self.tag_head.probabilities(head_inputs)
             encode_seconds = encoded_at - decoded_at
             decode_seconds = time.perf_counter() - encoded_at
         per_image = max(len(loaded), 1)

@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--epochs", type=int, default=30)
     head.add_argument("--units", type=int, default=1024)
     head.add_argument("--seed", type=int, default=42)
+    head.add_argument("--min-images", type=int, default=5,
+                      help="tags used on fewer training images are not learned")
+    head.add_argument("--finetune-tap", default=None, metavar="LAYER",
+                      help="then fine-tune the encoder's layers after LAYER with the head "
+                           "(the shipped model: block14_add, EfficientNet-Lite0's last block)")
+    head.add_argument("--finetune-epochs", type=int, default=6)
+    head.add_argument("--finetune-learning-rate", type=float, default=2e-4)
 
     card = commands.add_parser("card", help="write MODEL_CARD.md from an artifact's metadata")
     card.add_argument("--model", required=True)
@@ -145,7 +152,14 @@ def run_evaluate(args) -> int:
                                precision=args.precision)
     caption_sets = step_decoder.decode(features[keep], beam_width=beam)
     tag_head = load_tag_head(model_dir)
-    heads = tag_head.probabilities(features[keep]) if tag_head is not None else None
+    heads = None
+    if tag_head is not None:
+        from training.train import tag_head_inputs
+
+        head_inputs = tag_head_inputs(tag_head.tap, features[keep],
+                                      [examples[i].image_path for i in keep],
+                                      info.encoder["name"], args.cache_dir)
+        heads = tag_head.probabilities(head_inputs)
     scores = evaluate_caption_sets([examples[i].captions for i in keep], caption_sets,
                                    tag_probabilities=heads)
     result = {"images": len(keep), **{k: round(v, 4) for k, v in scores.items()}, "beam": beam,
@@ -164,8 +178,8 @@ def run_tag_head(args) -> int:
     from mlcore.artifact import MODEL_FILE, load_artifact
     from mlcore.tag_head import save_tag_head
     from training.flickr8k import Flickr8k
-    from training.tag_head import train_tag_head
-    from training.train import TrainConfig, compute_features, evaluate_decoder
+    from training.tag_head import finetune_tag_head, train_tag_head
+    from training.train import TrainConfig, compute_features, evaluate_decoder, tag_head_inputs
 
     info, decoder, vocabulary = load_artifact(args.model)
     config = TrainConfig(data=args.data, encoder=info.encoder["name"], cache_dir=args.cache_dir,
@@ -174,19 +188,38 @@ def run_tag_head(args) -> int:
     dataset = Flickr8k.load(args.data)
     views, train_examples = compute_features(config, dataset.split("train").examples,
                                              ("plain", "flipped"))
-    head = train_tag_head(views, train_examples, args.units, epochs=args.epochs, seed=args.seed)
+    head = train_tag_head(views, train_examples, args.units, epochs=args.epochs, seed=args.seed,
+                          min_images=args.min_images)
     if head is None:
-        print("error: no tag is used on 5 or more training images; no tag head", file=sys.stderr)
+        print(f"error: no tag is used on {args.min_images} or more training images; no tag head",
+              file=sys.stderr)
         return 1
+    if args.finetune_tap:
+        paths = [example.image_path for example in train_examples]
+        try:
+            map_views = [tag_head_inputs(args.finetune_tap, views[0], paths, config.encoder,
+                                         args.cache_dir, view) for view in ("plain", "flipped")]
+            head = finetune_tag_head(head, map_views, train_examples, config.encoder,
+                                     args.finetune_tap, epochs=args.finetune_epochs,
+                                     learning_rate=args.finetune_learning_rate,
+                                     min_images=args.min_images, seed=args.seed)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     save_tag_head(args.model, head)
     (dev_features,), dev_examples = compute_features(config, dataset.split("dev").examples,
                                                      ("plain",))
-    metrics = evaluate_decoder(decoder, vocabulary, head, dev_features, dev_examples, config)
+    dev_inputs = tag_head_inputs(head.tap, dev_features, [e.image_path for e in dev_examples],
+                                 config.encoder, args.cache_dir)
+    metrics = evaluate_decoder(decoder, vocabulary, head, dev_features, dev_examples, config,
+                               head_inputs=dev_inputs)
     manifest_path = Path(args.model) / MODEL_FILE
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest["training"]["dev_metrics"] = metrics
     manifest["training"]["tag_head"] = {"epochs": args.epochs, "units": args.units,
-                                        "tags": len(head.tags)}
+                                        "tags": len(head.tags), "finetune_tap": head.tap,
+                                        "finetune_epochs": args.finetune_epochs if head.tap else 0,
+                                        "finetune_learning_rate": args.finetune_learning_rate}
     manifest_path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     print(json.dumps(metrics))
     return 0

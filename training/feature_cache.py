@@ -40,15 +40,22 @@ def file_sha256(path: str | Path) -> str:
 
 
 class FeatureCache:
-    """Features of one encoder (and view: ``"plain"`` or ``"flipped"``) under ``cache_dir``."""
+    """Features of one encoder (and view: ``"plain"`` or ``"flipped"``) under ``cache_dir``.
 
-    def __init__(self, encoder_name: str, cache_dir: str | Path | None = None, view: str = "plain"):
+    With ``tap`` (a layer name), the cache holds that layer's output map instead of the pooled
+    features (float16 on disk: a 7x7x192 map is 19 KB), for tag heads that fine-tune the
+    encoder's last block.
+    """
+
+    def __init__(self, encoder_name: str, cache_dir: str | Path | None = None, view: str = "plain",
+                 tap: str | None = None):
         if view not in ("plain", "flipped"):
             raise ValueError("view must be 'plain' or 'flipped'")
         self.encoder_name = encoder_name
         self.view = view
-        self.directory = Path(cache_dir or DEFAULT_CACHE_DIR) / (
-            encoder_name if view == "plain" else f"{encoder_name}-{view}")
+        self.tap = tap
+        name = encoder_name if view == "plain" else f"{encoder_name}-{view}"
+        self.directory = Path(cache_dir or DEFAULT_CACHE_DIR) / (f"{name}@{tap}" if tap else name)
         self.hits = 0
         self.computed = 0
 
@@ -70,14 +77,14 @@ class FeatureCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
         with open(temporary, "wb") as handle:
-            np.save(handle, np.asarray(feature, np.float32))
+            np.save(handle, np.asarray(feature, np.float16 if self.tap else np.float32))
         os.replace(temporary, path)
 
     def features_for(self, image_paths: Sequence[str | Path], encoder=None, batch_size: int = 32,
                      progress: bool = True) -> tuple[np.ndarray, list[str | None]]:
         """Features for every path, computing only the missing ones.
 
-        Returns ``(features (N, D), errors)``; ``errors[i]`` is a message for an unreadable
+        Returns ``(features (N, D) — (N, *map shape) with a tap —, errors)``; ``errors[i]`` is a message for an unreadable
         image (its row is zeros) and ``None`` otherwise. ``encoder`` is built lazily, so a fully
         cached run never loads the CNN at all.
         """
@@ -103,15 +110,19 @@ class FeatureCache:
                     images.append(image[:, ::-1] if self.view == "flipped" else image)
                     batch_indices.append(index)
                 if images:
-                    features = encoder.encode(np.stack(images), batch_size=batch_size)
+                    if self.tap:
+                        _, features = encoder.encode_tapped(np.stack(images), self.tap,
+                                                            batch_size=batch_size)
+                    else:
+                        features = encoder.encode(np.stack(images), batch_size=batch_size)
                     for index, feature in zip(batch_indices, features):
                         self.put(digests[index], feature)
                         rows[index] = feature
                         self.computed += 1
                 bar.update(len(todo[start:start + batch_size]))
             bar.close()
-        dimension = next((row.shape[-1] for row in rows if row is not None), 0)
-        matrix = np.zeros((len(rows), dimension), np.float32)
+        shape = next((row.shape for row in rows if row is not None), (0,))
+        matrix = np.zeros((len(rows), *shape), np.float32)
         for index, row in enumerate(rows):
             if row is not None:
                 matrix[index] = row

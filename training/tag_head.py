@@ -1,4 +1,10 @@
-"""Train the captioner's tag head (see :mod:`mlcore.tag_head`) on cached features."""
+"""Train the captioner's tag head (see :mod:`mlcore.tag_head`) on cached features.
+
+Two stages: :func:`train_tag_head` fits the classifier on the pooled CNN features (cheap, the
+encoder frozen); :func:`finetune_tag_head` then also trains the encoder's last block(s) after a
+``tap`` layer, starting from the ImageNet weights and the first stage's classifier. On Flickr8k
+the second stage lifted dev P@5/R@5 from 0.408/0.424 to about 0.42/0.44 (model card).
+"""
 
 from __future__ import annotations
 
@@ -24,9 +30,7 @@ def train_tag_head(feature_views: Sequence[np.ndarray], examples: Sequence[Examp
     ranks hashtags from its captions alone.
     """
     keras.utils.set_random_seed(seed)
-    tags, targets = tag_targets([[[tag.lstrip("#") for tag in caption_tags(caption)]
-                                  for caption in example.captions] for example in examples],
-                                min_images=min_images)
+    tags, targets = _targets(examples, min_images)
     if not tags:
         logger.warning("tag head skipped: no tag is used on %d or more images", min_images)
         return None
@@ -38,3 +42,37 @@ def train_tag_head(feature_views: Sequence[np.ndarray], examples: Sequence[Examp
     model.fit(inputs, outputs, batch_size=batch_size, epochs=epochs, shuffle=True,
               verbose=2 if epochs else 0)
     return TagHead(tags, model, hidden_units, dropout)
+
+
+def _targets(examples: Sequence[Example], min_images: int) -> tuple[list[str], np.ndarray]:
+    return tag_targets([[[tag.lstrip("#") for tag in caption_tags(caption)]
+                         for caption in example.captions] for example in examples],
+                       min_images=min_images)
+
+
+def finetune_tag_head(head: TagHead, map_views: Sequence[np.ndarray], examples: Sequence[Example],
+                      encoder: str, tap: str, epochs: int = 6, learning_rate: float = 2e-4,
+                      min_images: int = 5, batch_size: int = 64, seed: int = 42) -> TagHead:
+    """Fine-tune ``encoder``'s layers after ``tap`` together with ``head``'s classifier.
+
+    ``map_views`` are the ``tap`` outputs of the training images (plain and mirrored), in the
+    order of ``examples``, which must be the examples ``head`` was trained on. Batch
+    normalisation stays frozen and the learning rate is small: 6,000 photos are few for a CNN.
+    """
+    keras.utils.set_random_seed(seed)
+    tags, targets = _targets(examples, min_images)
+    if tags != head.tags:
+        raise ValueError("finetune_tag_head needs the examples the head was trained on")
+    feature_dim = int(head.model.get_layer("feature_dropout").input.shape[-1])
+    model = build_tag_head_model(feature_dim, len(tags), head.hidden_units, head.dropout,
+                                 encoder=encoder, tap=tap, encoder_weights="default")
+    for name in ("tag_hidden", "tag_probabilities"):
+        if head.hidden_units or name == "tag_probabilities":
+            model.get_layer(name).set_weights(head.model.get_layer(name).get_weights())
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
+    inputs = np.concatenate(list(map_views)).astype(np.float32)
+    outputs = np.concatenate([targets] * len(map_views))
+    logger.info("tag head fine-tuning after %s: %d samples, %d epochs", tap, len(inputs), epochs)
+    model.fit(inputs, outputs, batch_size=batch_size, epochs=epochs, shuffle=True,
+              verbose=2 if epochs else 0)
+    return TagHead(tags, model, head.hidden_units, head.dropout, encoder=encoder, tap=tap)

@@ -133,11 +133,30 @@ def compute_features(config: TrainConfig, examples: list[Example], views: tuple[
     return [matrix[keep] for matrix in matrices], kept
 
 
-def evaluate_decoder(decoder, vocabulary, tag_head, features, examples, config) -> dict:
-    """Dev metrics for greedy and the configured beam, with the tag head when there is one."""
+def tag_head_inputs(tap: str | None, features: np.ndarray, image_paths, encoder_name: str,
+                    cache_dir=None, view: str = "plain") -> np.ndarray:
+    """What a tag head reads for these images: the pooled ``features``, or, for a head that
+    fine-tuned the encoder's layers after ``tap``, the (cached) output maps of that layer."""
+    if not tap:
+        return features
+    maps, errors = FeatureCache(encoder_name, cache_dir, view=view,
+                                tap=tap).features_for(list(image_paths))
+    failed = [str(path) for path, error in zip(image_paths, errors) if error]
+    if failed:
+        raise ValueError(f"unreadable images for the tag head: {', '.join(failed[:3])}")
+    return maps
+
+
+def evaluate_decoder(decoder, vocabulary, tag_head, features, examples, config,
+                     head_inputs: np.ndarray | None = None) -> dict:
+    """Dev metrics for greedy and the configured beam, with the tag head when there is one.
+
+    ``head_inputs``: what the tag head reads (see :func:`tag_head_inputs`); default ``features``.
+    """
     step_decoder = StepDecoder(decoder, vocabulary, length_penalty=config.length_penalty)
     references = [example.captions for example in examples]
-    heads = tag_head.probabilities(features) if tag_head is not None else None
+    head_inputs = features if head_inputs is None else head_inputs
+    heads = tag_head.probabilities(head_inputs) if tag_head is not None else None
     return {f"beam{width}": evaluate_caption_sets(references, step_decoder.decode(features, width),
                                                   tag_probabilities=heads)
             for width in sorted({1, config.beam_width})}

@@ -25,6 +25,7 @@ __all__ = [
     "get_encoder_spec",
     "build_encoder",
     "configure_tensorflow",
+    "build_encoder_top",
 ]
 
 
@@ -126,6 +127,8 @@ class Encoder:
         self._forward: Callable[[Any], Any] = tf.function(
             forward, input_signature=signature, jit_compile=jit_compile, reduce_retracing=True
         )
+        self._signature = signature
+        self._tapped: dict[str, Callable[[Any], Any]] = {}
 
     def __repr__(self) -> str:
         return f"Encoder({self.spec.name!r}, feature_dim={self.spec.feature_dim})"
@@ -148,6 +151,44 @@ class Encoder:
             features[start : start + len(batch)] = self._forward(batch).numpy()
         return features
 
+    def tap_shape(self, tap: str) -> tuple[int, ...]:
+        """Shape of one image's output of the layer named ``tap`` (e.g. ``block14_add``)."""
+        try:
+            return tuple(self.model.get_layer(tap).output.shape[1:])
+        except ValueError:
+            raise ValueError(f"{self.spec.name} has no layer named {tap!r}") from None
+
+    def encode_tapped(self, images_uint8: np.ndarray, tap: str, batch_size: int = 32,
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Features plus the output of the layer ``tap``, from one forward pass.
+
+        Why: a tag head that fine-tunes the encoder's last block starts from this intermediate
+        map, so captions and tags share everything below it.
+        """
+        import keras
+        import tensorflow as tf
+
+        shape = self.tap_shape(tap)
+        if tap not in self._tapped:
+            both = keras.Model(self.model.inputs, [self.model.outputs[0],
+                                                   self.model.get_layer(tap).output])
+            preprocessing = self.spec.preprocessing
+            self._tapped[tap] = tf.function(
+                lambda images: both(_preprocess_tensor(preprocessing, images), training=False),
+                input_signature=self._signature, reduce_retracing=True)
+        images = np.asarray(images_uint8)
+        size = self.spec.input_size
+        if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
+            raise ValueError(f"{self.spec.name} expects uint8 images of shape (N, {size}, {size}, 3); "
+                             f"got {images.dtype} {images.shape}")
+        features = np.empty((len(images), self.spec.feature_dim), np.float32)
+        maps = np.empty((len(images), *shape), np.float32)
+        for start in range(0, len(images), batch_size):
+            batch_features, batch_maps = self._tapped[tap](images[start:start + batch_size])
+            features[start:start + len(batch_features)] = batch_features.numpy()
+            maps[start:start + len(batch_maps)] = batch_maps.numpy()
+        return features, maps
+
 
 def build_encoder(name: str, weights: str | os.PathLike | None = "default", jit_compile: bool = False) -> Encoder:
     """Build a registered encoder.
@@ -169,3 +210,32 @@ def build_encoder(name: str, weights: str | os.PathLike | None = "default", jit_
     else:  # pragma: no cover - ENCODERS and this switch are edited together
         raise ValueError(f"encoder {name!r} is registered but has no builder")
     return Encoder(spec, model, jit_compile=jit_compile)
+
+
+def build_encoder_top(name: str, tap: str, weights: str | os.PathLike | None = None) -> "keras.Model":
+    """The encoder's layers after ``tap``: its output map → the pooled features.
+
+    Batch normalisation stays frozen (inference statistics) when the top is fine-tuned, which is
+    what small datasets need. ``weights=None`` builds the structure only (weights loaded after).
+    """
+    import keras
+
+    spec = get_encoder_spec(name)
+    configure_tensorflow()
+    if name.startswith("efficientnet_lite"):
+        from mlcore.encoders.efficientnet_lite import build_efficientnet_lite
+
+        full = build_efficientnet_lite(name, weights)
+    else:
+        from mlcore.encoders.resnet50 import build_resnet50
+
+        full = build_resnet50(weights)
+    try:
+        start = full.get_layer(tap).output
+    except ValueError:
+        raise ValueError(f"{spec.name} has no layer named {tap!r}") from None
+    top = keras.Model(start, full.outputs[0], name=f"{name}_after_{tap}")
+    for layer in top.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return top

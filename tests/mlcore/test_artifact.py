@@ -92,3 +92,14 @@ def test_mismatched_weight_shapes(copy):
 def test_missing_directory():
     with pytest.raises(ArtifactError, match="not found"):
         load_artifact("/nonexistent/model")
+
+
+def test_a_tag_head_continuing_another_encoder_is_refused(copy):
+    from mlcore.captioner import Captioner
+    from mlcore.tag_head import TagHead, build_tag_head_model, save_tag_head
+
+    model = build_tag_head_model(1280, 1, 0, 0.0, encoder="efficientnet_lite1", tap="block14_add")
+    save_tag_head(copy, TagHead(["dog"], model, 0, 0.0, encoder="efficientnet_lite1",
+                                tap="block14_add"))
+    with pytest.raises(ArtifactError, match="efficientnet_lite1"):
+        Captioner.load(copy)

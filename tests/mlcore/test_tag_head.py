@@ -51,3 +51,33 @@ def test_head_probabilities_rank_hashtags_and_rules_still_apply():
     grass = next(tag for tag in tags if tag.tag == "#grass")  # only the captions know it
     beam_only = {t.tag: t.score for t in extract_hashtags(captions, [-1.0, -2.0])}
     assert grass.score == pytest.approx(0.1 * beam_only["#grass"], abs=1e-6)
+
+
+def test_a_head_over_the_encoders_last_block_round_trips(tmp_path):
+    import json
+
+    model = build_tag_head_model(1280, 3, 8, 0.0, encoder="efficientnet_lite0", tap="block14_add")
+    assert tuple(model.inputs[0].shape[1:]) == (7, 7, 192)
+    head = TagHead(["dog", "grass", "ball"], model, 8, 0.0, encoder="efficientnet_lite0",
+                   tap="block14_add")
+    save_tag_head(tmp_path, head)
+    stored = json.loads((tmp_path / "tag_head.json").read_text())
+    assert stored["format"] == "mlcore.tag_head/2" and stored["feature_dim"] == 1280
+    loaded = load_tag_head(tmp_path)
+    assert (loaded.encoder, loaded.tap) == ("efficientnet_lite0", "block14_add")
+    maps = np.random.default_rng(1).uniform(0, 3, size=(2, 7, 7, 192)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(maps), head.predict(maps), atol=5e-3)
+
+
+def test_a_head_naming_a_missing_layer_fails_clearly(tmp_path):
+    import json
+
+    from mlcore.artifact import ArtifactError
+
+    head = TagHead(["dog"], build_tag_head_model(4, 1, 0, 0.0), 0, 0.0)
+    save_tag_head(tmp_path, head)
+    config = json.loads((tmp_path / "tag_head.json").read_text())
+    config.update(encoder="efficientnet_lite0", tap="block99_add")
+    (tmp_path / "tag_head.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="block99_add"):
+        load_tag_head(tmp_path)

@@ -126,3 +126,40 @@ def test_resnet50_path_trains_with_a_local_weights_file(tiny_dataset, tmp_path, 
                                       "preprocessing": read_info(out).encoder["preprocessing"]}
     suggestion, = Captioner.load(out).suggest([tiny_dataset / "Flicker8k_Dataset" / "red_0.jpg"])
     assert suggestion.model_version == read_info(out).version
+
+
+def test_tag_head_fine_tunes_the_encoders_last_block(tiny_dataset, tmp_path, capsys):
+    cache = str(tmp_path / "cache")
+    out = train(TrainConfig(data=str(tiny_dataset), out=str(tmp_path / "model"), epochs=2,
+                            batch_size=8, embedding_dim=16, units=32, min_count=1,
+                            cache_dir=cache, tag_head_epochs=0, evaluate_dev=False))
+    assert not (out / "tag_head.json").exists()
+    assert main(["tag-head", "--data", str(tiny_dataset), "--model", str(out), "--epochs", "20",
+                 "--units", "16", "--min-images", "2", "--finetune-tap", "block14_add",
+                 "--finetune-epochs", "3", "--finetune-learning-rate", "1e-3",
+                 "--cache-dir", cache]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= metrics["beam3"]["tag_precision_at_5"] <= 1.0
+    head_config = json.loads((out / "tag_head.json").read_text())
+    assert (head_config["encoder"], head_config["tap"]) == ("efficientnet_lite0", "block14_add")
+    maps = FeatureCache("efficientnet_lite0", cache, tap="block14_add")
+    assert len(list(maps.directory.rglob("*.npy"))) == 9 + 3  # train + dev images, once each
+    assert read_info(out).training["tag_head"]["finetune_tap"] == "block14_add"
+
+    captioner = Captioner.load(out)
+    head = captioner.tag_head
+    assert head.tap == "block14_add"
+    # the head's copy of the last block was trained; the captioner's own encoder was not
+    tuned = head.model.get_layer("efficientnet_lite0_after_block14_add")
+    original = captioner.encoder.model.get_layer("block15_project_conv").get_weights()[0]
+    copy = tuned.get_layer("block15_project_conv").get_weights()[0]
+    stored = original.astype(np.float16).astype(np.float32)  # the artifact keeps float16
+    moved = np.abs(copy - stored) > 1e-3  # 3 Adam steps of 1e-3 vs float16 rounding < 3e-4
+    assert copy.shape == original.shape and moved.mean() > 0.25, moved.mean()  # ~0 untrained
+    image = next((tiny_dataset / "Flicker8k_Dataset").glob("dog_*.jpg"))
+    suggestion, = captioner.suggest([image])
+    assert suggestion.hashtags[0].tag in {"#dog", "#beach", "#black", "#run", "#running", "#sand"}
+    # evaluate reads the cached maps of the dev images for this head
+    assert main(["evaluate", "--data", str(tiny_dataset), "--split", "dev", "--model", str(out),
+                 "--beam", "2", "--cache-dir", cache]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["tag_recall_at_5"] > 0
