@@ -32,6 +32,19 @@ def _metrics_table(dev_metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def _tag_head_line(head: dict | None) -> str:
+    if not head:
+        return "- No tag head: hashtags come from the captions alone.\n"
+    line = (f"- Tag head: {head.get('units')} hidden units → {head.get('tags')} tags (sigmoid), "
+            f"{head.get('epochs')} epochs on the pooled features")
+    if head.get("finetune_tap"):
+        line += (f", then {head.get('finetune_epochs')} epochs fine-tuning its own copy of the "
+                 f"encoder's layers after `{head['finetune_tap']}` (learning rate "
+                 f"{head.get('finetune_learning_rate')}, batch norm frozen); the captioner's "
+                 f"encoder stays frozen")
+    return line + ".\n"
+
+
 def write_model_card(model_dir: str | Path, notes: str = "") -> Path:
     info = read_info(model_dir)
     training = info.training
@@ -50,7 +63,7 @@ CNN-LSTM image captioner whose captions become hashtag suggestions (`mlcore`).
   (init-inject), at most {info.decoder.get('max_length')} tokens.
 - Decoding defaults: beam width {info.decoding.get('beam_width')}, length penalty
   {info.decoding.get('length_penalty')}.
-
+{_tag_head_line(training.get('tag_head'))}
 ## Data
 Flickr8k (Hodosh, Young and Hockenmaier, 2013): {data.get('train_images')} training images with
 {data.get('train_captions')} captions, early stopping on the {data.get('dev_images')} dev images;
