@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +37,18 @@ class TagHead:
     dropout: float
     encoder: str | None = None
     tap: str | None = None
+    _forward: object = field(default=None, init=False, repr=False, compare=False)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         features = np.asarray(features, np.float32)
         if len(features) == 0:
             return np.zeros((0, len(self.tags)), np.float32)
-        return np.asarray(self.model(features, training=False))
+        if self._forward is None:  # traced once: eager calls of ~30 layers cost more than the math
+            import tensorflow as tf
+
+            self._forward = tf.function(lambda inputs: self.model(inputs, training=False),
+                                        reduce_retracing=True)
+        return self._forward(features).numpy()
 
     def probabilities(self, features: np.ndarray, top: int = 30) -> list[dict[str, float]]:
         """The ``top`` most likely tags per image as ``{tag: probability}``."""
