@@ -336,7 +336,9 @@ class StepDecoder:
         """The ``width`` best captions per image, ranked by length-normalised log-probability."""
         if width < 1:
             raise ValueError("beam width must be at least 1")
-        width = min(width, len(self.vocabulary))
+        # At most as many beams as words that can be generated (all but padding, <start>, <unk>):
+        # a wider search would have to extend beams with those (or the chunk padding).
+        width = min(width, len(self.vocabulary) - 3)
         features = np.asarray(features, np.float32)
         if len(features) == 0:
             return []

@@ -176,7 +176,7 @@ def run_evaluate(args) -> int:
 def run_tag_head(args) -> int:
     """Add a tag head to an artifact whose decoder is already trained (no LSTM retraining)."""
     from mlcore.artifact import MODEL_FILE, load_artifact
-    from mlcore.tag_head import save_tag_head
+    from mlcore.tag_head import load_tag_head, save_tag_head
     from training.flickr8k import Flickr8k
     from training.tag_head import finetune_tag_head, train_tag_head
     from training.train import TrainConfig, compute_features, evaluate_decoder, tag_head_inputs
@@ -207,6 +207,7 @@ def run_tag_head(args) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
     save_tag_head(args.model, head)
+    head = load_tag_head(args.model)  # measure the head as stored (float16), not as trained
     (dev_features,), dev_examples = compute_features(config, dataset.split("dev").examples,
                                                      ("plain",))
     dev_inputs = tag_head_inputs(head.tap, dev_features, [e.image_path for e in dev_examples],

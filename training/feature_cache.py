@@ -116,6 +116,8 @@ class FeatureCache:
                     else:
                         features = encoder.encode(np.stack(images), batch_size=batch_size)
                     for index, feature in zip(batch_indices, features):
+                        # as stored, so a cold and a warm cache give the same numbers
+                        feature = np.asarray(feature, np.float16 if self.tap else np.float32)
                         self.put(digests[index], feature)
                         rows[index] = feature
                         self.computed += 1

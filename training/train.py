@@ -157,8 +157,12 @@ def evaluate_decoder(decoder, vocabulary, tag_head, features, examples, config,
     references = [example.captions for example in examples]
     head_inputs = features if head_inputs is None else head_inputs
     heads = tag_head.probabilities(head_inputs) if tag_head is not None else None
-    return {f"beam{width}": evaluate_caption_sets(references, step_decoder.decode(features, width),
-                                                  tag_probabilities=heads)
+    # The decoder's precision is "auto" (bfloat16 products on hardware that has them), so the
+    # recorded metrics say which one produced them.
+    return {f"beam{width}": {**evaluate_caption_sets(references,
+                                                     step_decoder.decode(features, width),
+                                                     tag_probabilities=heads),
+                             "precision": step_decoder.precision}
             for width in sorted({1, config.beam_width})}
 
 

@@ -50,3 +50,13 @@ def test_bad_decoder_precision_is_a_system_check_error():
         assert [e.id for e in check_settings()] == ["hashtags.E004"]
     with override_settings(HASHTAGS={"DECODER_PRECISION": "bfloat16"}):
         assert check_settings() == []
+
+
+def test_bad_decoder_precision_in_the_environment_is_a_system_check_error(monkeypatch):
+    from hashtags.checks import check_settings
+
+    monkeypatch.setenv("MLCORE_DECODER_PRECISION", "half")
+    errors = check_settings()
+    assert [e.id for e in errors] == ["hashtags.E004"] and "MLCORE_DECODER_PRECISION" in errors[0].msg
+    with override_settings(HASHTAGS={"DECODER_PRECISION": "float32"}):
+        assert check_settings() == []  # an explicit setting wins over the environment
