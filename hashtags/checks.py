@@ -1,12 +1,9 @@
 """System checks: catch a bad ``HASHTAGS`` setting at start-up, not in the first task."""
 
-import os
-
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from mlcore.precision import ENVIRONMENT_VARIABLE as PRECISION_VARIABLE
-from mlcore.precision import PRECISIONS
+from mlcore.precision import requested_precision
 
 from .conf import BUILTIN_EXECUTORS, hashtags_settings
 
@@ -31,15 +28,8 @@ def check_settings(app_configs=None, **kwargs):
     score = hashtags_settings.AUTO_ACCEPT_SCORE
     if score is not None and not 0 <= float(score) <= 1:
         errors.append(checks.Error("HASHTAGS['AUTO_ACCEPT_SCORE'] must be None or within [0, 1].", id="hashtags.E003"))
-    precision = hashtags_settings.DECODER_PRECISION
-    if precision is not None and str(precision).lower() not in PRECISIONS:
-        errors.append(checks.Error(
-            f"HASHTAGS['DECODER_PRECISION'] is {precision!r}; use 'auto', 'float32' or 'bfloat16'.",
-            id="hashtags.E004"))
-    elif str(precision or "auto").lower() == "auto":
-        from_environment = os.environ.get(PRECISION_VARIABLE, "auto").lower() or "auto"
-        if from_environment not in PRECISIONS:
-            errors.append(checks.Error(
-                f"${PRECISION_VARIABLE} is {from_environment!r} and DECODER_PRECISION is 'auto'; "
-                "use 'auto', 'float32' or 'bfloat16'.", id="hashtags.E004"))
+    try:
+        requested_precision(hashtags_settings.DECODER_PRECISION)
+    except ValueError as error:
+        errors.append(checks.Error(f"HASHTAGS['DECODER_PRECISION']: {error}", id="hashtags.E004"))
     return errors

@@ -42,15 +42,23 @@ def native_bfloat16() -> bool:
     return bool(_cpu_flags() & _CPU_BFLOAT16_FLAGS)
 
 
-def resolve_precision(precision: str | None = None) -> str:
-    """``"auto"`` (or None) → ``$MLCORE_DECODER_PRECISION`` if set, else what the hardware runs best."""
-    requested = (precision or "auto").lower()
+def requested_precision(precision: str | None = None) -> str:
+    """The precision asked for, validated, before any hardware check: ``"auto"`` (or None) defers
+    to ``$MLCORE_DECODER_PRECISION`` when it is set. Raises ValueError naming where a bad value
+    came from; cheap (no TensorFlow), so start-up checks can call it."""
+    requested = str(precision or "auto").lower()
     if requested == "auto":
         requested = os.environ.get(ENVIRONMENT_VARIABLE, "auto").lower() or "auto"
     if requested not in PRECISIONS:
         source = f" (from ${ENVIRONMENT_VARIABLE})" if precision in (None, "auto") else ""
         raise ValueError(f"decoder precision must be one of {', '.join(PRECISIONS)}; "
                          f"got {requested!r}{source}")
+    return requested
+
+
+def resolve_precision(precision: str | None = None) -> str:
+    """``"auto"`` (or None) → ``$MLCORE_DECODER_PRECISION`` if set, else what the hardware runs best."""
+    requested = requested_precision(precision)
     if requested == "auto":
         return "bfloat16" if native_bfloat16() else "float32"
     return requested
