@@ -133,8 +133,7 @@ class Encoder:
     def __repr__(self) -> str:
         return f"Encoder({self.spec.name!r}, feature_dim={self.spec.feature_dim})"
 
-    def encode(self, images_uint8: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """``(N, S, S, 3)`` uint8 RGB → ``(N, feature_dim)`` float32 features, ``batch_size`` at a time."""
+    def _checked_batch(self, images_uint8: np.ndarray, batch_size: int) -> np.ndarray:
         images = np.asarray(images_uint8)
         size = self.spec.input_size
         if images.ndim == 3:
@@ -145,6 +144,11 @@ class Encoder:
             raise ValueError(f"{self.spec.name}.encode expects uint8 RGB images; got {images.dtype}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+        return images
+
+    def encode(self, images_uint8: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """``(N, S, S, 3)`` uint8 RGB → ``(N, feature_dim)`` float32 features, ``batch_size`` at a time."""
+        images = self._checked_batch(images_uint8, batch_size)
         features = np.empty((len(images), self.spec.feature_dim), dtype=np.float32)
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size]
@@ -153,10 +157,7 @@ class Encoder:
 
     def tap_shape(self, tap: str) -> tuple[int, ...]:
         """Shape of one image's output of the layer named ``tap`` (e.g. ``block14_add``)."""
-        try:
-            return tuple(self.model.get_layer(tap).output.shape[1:])
-        except ValueError:
-            raise ValueError(f"{self.spec.name} has no layer named {tap!r}") from None
+        return tuple(_layer_output(self.model, self.spec.name, tap).shape[1:])
 
     def encode_tapped(self, images_uint8: np.ndarray, tap: str, batch_size: int = 32,
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -168,26 +169,42 @@ class Encoder:
         import keras
         import tensorflow as tf
 
-        shape = self.tap_shape(tap)
         if tap not in self._tapped:
             both = keras.Model(self.model.inputs, [self.model.outputs[0],
-                                                   self.model.get_layer(tap).output])
+                                                   _layer_output(self.model, self.spec.name, tap)])
             preprocessing = self.spec.preprocessing
             self._tapped[tap] = tf.function(
                 lambda images: both(_preprocess_tensor(preprocessing, images), training=False),
                 input_signature=self._signature, reduce_retracing=True)
-        images = np.asarray(images_uint8)
-        size = self.spec.input_size
-        if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
-            raise ValueError(f"{self.spec.name} expects uint8 images of shape (N, {size}, {size}, 3); "
-                             f"got {images.dtype} {images.shape}")
+        images = self._checked_batch(images_uint8, batch_size)
         features = np.empty((len(images), self.spec.feature_dim), np.float32)
-        maps = np.empty((len(images), *shape), np.float32)
+        maps = np.empty((len(images), *self.tap_shape(tap)), np.float32)
         for start in range(0, len(images), batch_size):
             batch_features, batch_maps = self._tapped[tap](images[start:start + batch_size])
             features[start:start + len(batch_features)] = batch_features.numpy()
             maps[start:start + len(batch_maps)] = batch_maps.numpy()
         return features, maps
+
+
+def _layer_output(model: "keras.Model", encoder_name: str, layer_name: str) -> Any:
+    try:
+        return model.get_layer(layer_name).output
+    except ValueError:
+        raise ValueError(f"{encoder_name} has no layer named {layer_name!r}") from None
+
+
+def _build_keras_model(name: str, weights: str | os.PathLike | None) -> "keras.Model":
+    """The registered encoder's Keras network (preprocessed floats → pooled features)."""
+    configure_tensorflow()
+    if name.startswith("efficientnet_lite"):
+        from mlcore.encoders.efficientnet_lite import build_efficientnet_lite
+
+        return build_efficientnet_lite(name, weights)
+    if name == "resnet50":
+        from mlcore.encoders.resnet50 import build_resnet50
+
+        return build_resnet50(weights)
+    raise ValueError(f"encoder {name!r} is registered but has no builder")  # pragma: no cover
 
 
 def build_encoder(name: str, weights: str | os.PathLike | None = "default", jit_compile: bool = False) -> Encoder:
@@ -198,18 +215,7 @@ def build_encoder(name: str, weights: str | os.PathLike | None = "default", jit_
     path to a weights file. Missing weights raise ``EncoderWeightsError``.
     """
     spec = get_encoder_spec(name)
-    configure_tensorflow()
-    if name.startswith("efficientnet_lite"):
-        from mlcore.encoders.efficientnet_lite import build_efficientnet_lite
-
-        model = build_efficientnet_lite(name, weights)
-    elif name == "resnet50":
-        from mlcore.encoders.resnet50 import build_resnet50
-
-        model = build_resnet50(weights)
-    else:  # pragma: no cover - ENCODERS and this switch are edited together
-        raise ValueError(f"encoder {name!r} is registered but has no builder")
-    return Encoder(spec, model, jit_compile=jit_compile)
+    return Encoder(spec, _build_keras_model(name, weights), jit_compile=jit_compile)
 
 
 def build_encoder_top(name: str, tap: str, weights: str | os.PathLike | None = None) -> "keras.Model":
@@ -221,20 +227,9 @@ def build_encoder_top(name: str, tap: str, weights: str | os.PathLike | None = N
     import keras
 
     spec = get_encoder_spec(name)
-    configure_tensorflow()
-    if name.startswith("efficientnet_lite"):
-        from mlcore.encoders.efficientnet_lite import build_efficientnet_lite
-
-        full = build_efficientnet_lite(name, weights)
-    else:
-        from mlcore.encoders.resnet50 import build_resnet50
-
-        full = build_resnet50(weights)
-    try:
-        start = full.get_layer(tap).output
-    except ValueError:
-        raise ValueError(f"{spec.name} has no layer named {tap!r}") from None
-    top = keras.Model(start, full.outputs[0], name=f"{name}_after_{tap}")
+    full = _build_keras_model(name, weights)
+    top = keras.Model(_layer_output(full, spec.name, tap), full.outputs[0],
+                      name=f"{name}_after_{tap}")
     for layer in top.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
