@@ -39,6 +39,11 @@ class TagHead:
     tap: str | None = None
     _forward: object = field(default=None, init=False, repr=False, compare=False)
 
+    @property
+    def feature_dim(self) -> int:
+        """Width of the pooled feature the classifier reads (after the tapped block, if any)."""
+        return int(self.model.get_layer("feature_dropout").input.shape[-1])
+
     def predict(self, features: np.ndarray) -> np.ndarray:
         features = np.asarray(features, np.float32)
         if len(features) == 0:
@@ -109,12 +114,9 @@ def save_tag_head(model_dir: str | Path, head: TagHead, metrics: dict | None = N
     (model_dir / HEAD_FILE).write_text(json.dumps({
         "format": "mlcore.tag_head/2" if head.tap else "mlcore.tag_head/1",
         "tags": head.tags, "hidden_units": head.hidden_units,
-        "dropout": head.dropout, "feature_dim": _feature_dim(head),
+        "dropout": head.dropout, "feature_dim": head.feature_dim,
         "encoder": head.encoder, "tap": head.tap, "metrics": metrics or {}}), encoding="utf-8")
 
-
-def _feature_dim(head: TagHead) -> int:
-    return int(head.model.get_layer("feature_dropout").input.shape[-1])
 
 
 def load_tag_head(model_dir: str | Path) -> TagHead | None:

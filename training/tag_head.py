@@ -63,12 +63,11 @@ def finetune_tag_head(head: TagHead, map_views: Sequence[np.ndarray], examples: 
     tags, targets = _targets(examples, min_images)
     if tags != head.tags:
         raise ValueError("finetune_tag_head needs the examples the head was trained on")
-    feature_dim = int(head.model.get_layer("feature_dropout").input.shape[-1])
-    model = build_tag_head_model(feature_dim, len(tags), head.hidden_units, head.dropout,
+    model = build_tag_head_model(head.feature_dim, len(tags), head.hidden_units, head.dropout,
                                  encoder=encoder, tap=tap, encoder_weights="default")
-    for name in ("tag_hidden", "tag_probabilities"):
-        if head.hidden_units or name == "tag_probabilities":
-            model.get_layer(name).set_weights(head.model.get_layer(name).get_weights())
+    classifier = ["tag_hidden", "tag_probabilities"] if head.hidden_units else ["tag_probabilities"]
+    for name in classifier:  # start from the classifier trained on the frozen features
+        model.get_layer(name).set_weights(head.model.get_layer(name).get_weights())
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
     inputs = np.concatenate(list(map_views)).astype(np.float32)
     outputs = np.concatenate([targets] * len(map_views))
