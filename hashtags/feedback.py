@@ -95,7 +95,7 @@ class TagDecisions:
             if s.state == SuggestionState.PENDING:
                 continue
             latest[s.hashtag.name] = s
-            if s.state == SuggestionState.EDITED and s.replaced_id:
+            if s.is_edited:
                 latest.pop(s.replaced.name, None)
         decisions = cls()
         for name, s in latest.items():
@@ -105,7 +105,7 @@ class TagDecisions:
                 decisions.rejected.add(name)
             if s.state == SuggestionState.ADDED:
                 decisions.added.add(name)
-            if s.state == SuggestionState.EDITED and s.replaced_id:
+            if s.is_edited:
                 decisions.edited[s.replaced.name] = name
         return decisions
 

@@ -221,6 +221,15 @@ class Suggestion(models.Model):
     def is_accepted(self) -> bool:
         return self.state in ACCEPTED_STATES
 
+    @property
+    def is_edited(self) -> bool:
+        """A person's edit that keeps the model's suggested tag in ``replaced``."""
+        return self.state == SuggestionState.EDITED and bool(self.replaced_id)
+
+    def undo_edit(self) -> None:
+        """Put the suggested tag back in place of the person's edit (the caller saves)."""
+        self.hashtag, self.replaced, self.replaced_text = self.replaced, None, ""
+
 
 class ReviewQueueItem(Suggestion):
     """Pending suggestions: the moderators' to-do list in the admin (a proxy of Suggestion)."""

@@ -237,7 +237,7 @@ def load_examples() -> tuple[list[Example], list[str]]:
         common = {"group": a.pk, "words": words_of[a.pk], "history": history_of[key]}
         if s.state == SuggestionState.REJECTED:
             new = [Example(tag=s.hashtag.name, label=0, rank=s.rank, **common)]
-        elif s.state == SuggestionState.EDITED and s.replaced_id:
+        elif s.is_edited:
             added_counts[s.hashtag.name] += 1
             new = [Example(tag=s.replaced.name, label=0, rank=s.rank, **common),
                    Example(tag=s.hashtag.name, label=1, origin="absent", **common)]

@@ -94,10 +94,10 @@ def _locked(suggestion: Suggestion) -> Suggestion:
 def accept(suggestion: Suggestion, user=None, *, source: str = AcceptedTagSource.SUGGESTION) -> Suggestion:
     s = _locked(suggestion)
     obj = _object_for(s.analysis)
-    if s.state == SuggestionState.EDITED and s.replaced_id:
+    if s.is_edited:
         # Accepting an edited suggestion as suggested: back to the original tag.
         _untag(s, s.hashtag, obj)
-        s.hashtag, s.replaced, s.replaced_text = s.replaced, None, ""
+        s.undo_edit()
     if s.state != SuggestionState.ADDED:
         _decide(s, SuggestionState.ACCEPTED, user)
     s.save()
@@ -113,8 +113,8 @@ def reject(suggestion: Suggestion, user=None) -> Suggestion:
     obj = _object_for(s.analysis)
     if s.is_accepted:
         _untag(s, s.hashtag, obj)
-    if s.state == SuggestionState.EDITED and s.replaced_id:
-        s.hashtag, s.replaced, s.replaced_text = s.replaced, None, ""
+    if s.is_edited:
+        s.undo_edit()
     _decide(s, SuggestionState.REJECTED, user)
     s.save()
     return s
@@ -131,8 +131,8 @@ def reset(suggestion: Suggestion, user=None) -> Suggestion:
         _decide(s, SuggestionState.REJECTED, user)
         s.save()
         return s
-    if s.state == SuggestionState.EDITED and s.replaced_id:
-        s.hashtag, s.replaced, s.replaced_text = s.replaced, None, ""
+    if s.is_edited:
+        s.undo_edit()
     s.state, s.decided_by, s.decided_at = SuggestionState.PENDING, None, None
     s.save()
     return s
@@ -144,7 +144,7 @@ def edit(suggestion: Suggestion, text: str, user=None) -> Suggestion:
     new, _ = Hashtag.objects.get_or_create_normalized(text)
     s = _locked(suggestion)
     obj = _object_for(s.analysis)
-    original = s.replaced if (s.state == SuggestionState.EDITED and s.replaced_id) else s.hashtag
+    original = s.replaced if s.is_edited else s.hashtag
     if s.is_accepted and s.hashtag_id != new.pk:
         _untag(s, s.hashtag, obj)
     if new.pk == original.pk and s.state != SuggestionState.ADDED:
@@ -201,8 +201,8 @@ def remove_tag(obj: models.Model, hashtag: Hashtag, user=None) -> bool:
         analysis__content_type=ct, analysis__object_id=str(obj.pk), hashtag=hashtag, state__in=ACCEPTED_STATES
     )
     for s in carriers:
-        if s.state == SuggestionState.EDITED and s.replaced_id:
-            s.hashtag, s.replaced, s.replaced_text = s.replaced, None, ""
+        if s.is_edited:
+            s.undo_edit()
         _decide(s, SuggestionState.REJECTED, user)
         s.save()
     return remove_accepted_tag(obj, hashtag)
