@@ -130,6 +130,7 @@ def run_evaluate(args) -> int:
     from training.evaluate import evaluate_caption_sets, human_tag_scores
     from training.feature_cache import FeatureCache
     from training.flickr8k import Flickr8k
+    from training.train import tag_head_inputs
 
     model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     try:
@@ -154,8 +155,6 @@ def run_evaluate(args) -> int:
     tag_head = load_tag_head(model_dir)
     heads = None
     if tag_head is not None:
-        from training.train import tag_head_inputs
-
         head_inputs = tag_head_inputs(tag_head.tap, features[keep],
                                       [examples[i].image_path for i in keep],
                                       info.encoder["name"], args.cache_dir)

@@ -42,6 +42,15 @@ def tags(hashtags):
 # --- NLTK stopwords, offline ----------------------------------------------------------------
 
 
+def _run_python(script: str, cwd, env: dict) -> str:
+    """Run ``script`` in a fresh interpreter that imports this checkout; its stripped stdout."""
+    result = subprocess.run([sys.executable, "-c", script], cwd=cwd,
+                            env={**env, "PYTHONPATH": str(REPO_ROOT)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def test_shipped_stopword_file_is_nltks_english_list():
     words = (NLTK_DATA_DIR / "corpora" / "stopwords" / "english").read_text("utf-8").splitlines()
     assert len(words) == 198 == len(set(words))
@@ -88,17 +97,7 @@ print("ok")
 """
     env = {k: v for k, v in os.environ.items() if k != "NLTK_DATA"}
     env["HOME"] = str(tmp_path)
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    assert _run_python(script, cwd=tmp_path, env=env) == "ok"
 
 
 def test_ensure_nltk_data_is_idempotent_and_puts_ours_first():
@@ -517,14 +516,4 @@ def test_text_and_extractor_import_neither_tensorflow_nor_django():
         "heavy = sorted(loaded & {'tensorflow', 'keras', 'django'})\n"
         "print(heavy)\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert _run_python(script, cwd=REPO_ROOT, env=dict(os.environ)) == "[]"
