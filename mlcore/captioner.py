@@ -13,7 +13,8 @@ from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, ArtifactInfo, load
 from mlcore.decoding import CaptionSet, StepDecoder
 from mlcore.extractor import ExtractorConfig, Hashtag, extract_hashtags
 from mlcore.images import ImageError, load_image
-from mlcore.tag_head import TagHead, load_tag_head
+from mlcore.tag_head import TagHead, check_head_views, load_tag_head
+from mlcore.views import apply_view
 
 __all__ = ["Captioner", "CaptionSet", "Suggestion", "ArtifactError", "ImageError"]
 
@@ -51,8 +52,14 @@ class Captioner:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, encoder_weights: str | None = "default",
-             precision: str | None = "auto") -> Captioner:
-        """``precision``: the decoder's matrix-product float type (:mod:`mlcore.precision`)."""
+             precision: str | None = "auto", tag_views: Sequence[str] | None = None,
+             ) -> Captioner:
+        """``precision``: the decoder's matrix-product float type (:mod:`mlcore.precision`).
+
+        ``tag_views``: the image views the tag head averages (:mod:`mlcore.views`); None = the
+        artifact's own. ``["plain"]`` costs one encoder pass per image instead of one per view,
+        at some hashtag quality (model card).
+        """
         from mlcore.encoders import build_encoder
 
         if model_dir is None:
@@ -73,6 +80,8 @@ class Captioner:
         if tag_head is not None and tag_head.tap and tag_head.encoder != info.encoder["name"]:
             raise ArtifactError(f"{model_dir}: the tag head continues encoder {tag_head.encoder!r} "
                                 f"but the model's encoder is {info.encoder['name']!r}")
+        if tag_head is not None and tag_views is not None:
+            tag_head.views = check_head_views(tag_views)
         return cls(info, encoder, step_decoder, Path(model_dir), tag_head)
 
     @property
@@ -114,11 +123,7 @@ class Captioner:
         head_probabilities: list[dict[str, float] | None] = [None] * len(loaded)
         encode_seconds = decode_seconds = 0.0
         if loaded:
-            tap = self.tag_head.tap if self.tag_head is not None else None
-            if tap:  # the head continues from an inner layer of the same forward pass
-                features, head_inputs = self.encoder.encode_tapped(np.stack(loaded), tap)
-            else:
-                features = head_inputs = self.encoder.encode(np.stack(loaded))
+            features, head_inputs = self._encode(loaded)
             encoded_at = time.perf_counter()
             caption_sets = self.caption_features(features, beam_width)
             if self.tag_head is not None:
@@ -130,6 +135,23 @@ class Captioner:
                    "encode_s": encode_seconds / per_image, "decode_s": decode_seconds / per_image}
         return [item if isinstance(item, ImageError)
                 else (caption_sets[item], head_probabilities[item], timings) for item in outcome]
+
+    def _encode(self, loaded: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """The captioner's pooled features and, per view of the tag head, what the head reads.
+
+        All views go through the encoder as one batch; the plain view's forward pass is the
+        captioner's own (with a ``tap``, the head continues from an inner layer of it).
+        """
+        head = self.tag_head
+        if head is None:
+            return self.encoder.encode(np.stack(loaded)), None
+        batch = np.stack([apply_view(image, view) for view in head.views for image in loaded])
+        if head.tap:
+            pooled, maps = self.encoder.encode_tapped(batch, head.tap)
+        else:
+            pooled = maps = self.encoder.encode(batch)
+        count = len(loaded)
+        return pooled[:count], [maps[start:start + count] for start in range(0, len(batch), count)]
 
     def suggest(self, images: Sequence, beam_width: int | None = None,
                 config: ExtractorConfig | None = None) -> list[Suggestion | ImageError]:

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--batch-size", type=int, default=32)
     caption.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
                          help="decoder matrix products: auto = bfloat16 where the hardware has it")
+    caption.add_argument("--tag-views", default=None, metavar="VIEWS",
+                         help="comma-separated image views the tag head averages (default: the "
+                              "model's; 'plain' = one encoder pass per image, fastest)")
     hashtags = commands.add_parser("hashtags", help="hashtags for a caption text")
     hashtags.add_argument("caption")
     hashtags.add_argument("--max-tags", type=int, default=10)
@@ -41,7 +44,8 @@ def run_caption(args) -> int:
 
     try:
         config = ExtractorConfig(max_tags=args.max_tags, min_score=args.min_score)
-        captioner = Captioner.load(args.model, precision=args.precision)
+        tag_views = args.tag_views.split(",") if args.tag_views else None
+        captioner = Captioner.load(args.model, precision=args.precision, tag_views=tag_views)
     except (ArtifactError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

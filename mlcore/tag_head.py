@@ -7,8 +7,9 @@ output estimates directly what a beam of one model's captions only approximates:
 person is to describe the image with that word. On the Flickr8k dev split it lifts hashtag
 precision/recall@5 from the caption beam's ~0.34 to ~0.41, and to ~0.42/0.44 when the head also
 fine-tunes its own copy of the encoder's last block (``tap``: it then reads that block's input
-map, which the captioner takes from the same forward pass); see the model card. The caption
-itself still comes from the LSTM.
+map, which the captioner takes from the same forward pass), and to ~0.44/0.45 when it is trained
+on random crops too and averages its probabilities over ``views`` of the upload
+(:mod:`mlcore.views`); see the model card. The caption itself still comes from the LSTM.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ HEAD_WEIGHTS_FILE = "tag_head_weights.npz"
 class TagHead:
     """``tap`` None: the input is the pooled CNN feature. ``tap`` a layer name: the input is that
     layer's output map, and the head holds its own fine-tuned copy of ``encoder``'s layers after
-    it (the captioner keeps the original ones, so its captions do not change)."""
+    it (the captioner keeps the original ones, so its captions do not change).
+
+    ``views``: the image views (:mod:`mlcore.views`) whose probabilities are averaged; the first
+    is always ``"plain"``, which the captioner encodes anyway."""
 
     tags: list[str]  # canonical tag names, without "#"
     model: object  # keras.Model: (N, feature_dim) or (N, *map) → (N, len(tags)) probabilities
@@ -37,6 +41,7 @@ class TagHead:
     dropout: float
     encoder: str | None = None
     tap: str | None = None
+    views: tuple[str, ...] = ("plain",)
     _forward: object = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -44,7 +49,15 @@ class TagHead:
         """Width of the pooled feature the classifier reads (after the tapped block, if any)."""
         return int(self.model.get_layer("feature_dropout").input.shape[-1])
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
+    def __post_init__(self) -> None:
+        self.views = check_head_views(self.views)
+
+    def predict(self, features: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities per image; ``features`` may be a list of one array per view (averaged)."""
+        if isinstance(features, (list, tuple)):
+            if not features:
+                raise ValueError("predict needs at least one view's features")
+            return np.mean([self.predict(view) for view in features], axis=0)
         features = np.asarray(features, np.float32)
         if len(features) == 0:
             return np.zeros((0, len(self.tags)), np.float32)
@@ -55,11 +68,22 @@ class TagHead:
                                         reduce_retracing=True)
         return self._forward(features).numpy()
 
-    def probabilities(self, features: np.ndarray, top: int = 30) -> list[dict[str, float]]:
-        """The ``top`` most likely tags per image as ``{tag: probability}``."""
+    def probabilities(self, features: np.ndarray | Sequence[np.ndarray], top: int = 30,
+                      ) -> list[dict[str, float]]:
+        """The ``top`` most likely tags per image as ``{tag: probability}`` (see :meth:`predict`)."""
         rows = self.predict(features)
         best = np.argsort(-rows, axis=1)[:, :top]
         return [{self.tags[j]: float(row[j]) for j in order} for row, order in zip(rows, best)]
+
+
+def check_head_views(views) -> tuple[str, ...]:
+    """Valid view names starting with ``"plain"`` (``ValueError`` otherwise)."""
+    from mlcore.views import check_views
+
+    views = check_views(views)
+    if views[0] != "plain":
+        raise ValueError(f"a tag head's first view must be 'plain', got {', '.join(views)}")
+    return views
 
 
 def build_tag_head_model(feature_dim: int, tag_count: int, hidden_units: int = 1024,
@@ -115,7 +139,8 @@ def save_tag_head(model_dir: str | Path, head: TagHead, metrics: dict | None = N
         "format": "mlcore.tag_head/2" if head.tap else "mlcore.tag_head/1",
         "tags": head.tags, "hidden_units": head.hidden_units,
         "dropout": head.dropout, "feature_dim": head.feature_dim,
-        "encoder": head.encoder, "tap": head.tap, "metrics": metrics or {}}), encoding="utf-8")
+        "encoder": head.encoder, "tap": head.tap, "views": list(head.views),
+        "metrics": metrics or {}}), encoding="utf-8")
 
 
 
@@ -130,6 +155,7 @@ def load_tag_head(model_dir: str | Path) -> TagHead | None:
         config = json.loads((model_dir / HEAD_FILE).read_text(encoding="utf-8"))
         if config.get("format") not in ("mlcore.tag_head/1", "mlcore.tag_head/2"):
             raise ValueError(f"unknown format {config.get('format')!r}")
+        views = check_head_views(config.get("views", ["plain"]))
         with np.load(model_dir / HEAD_WEIGHTS_FILE, allow_pickle=False) as stored:
             arrays = {key: stored[key] for key in stored.files}
     except (OSError, ValueError, KeyError) as error:
@@ -147,4 +173,4 @@ def load_tag_head(model_dir: str | Path) -> TagHead | None:
                                 f"({key})")
         variable.assign(arrays[key].astype(variable.dtype))
     return TagHead(config["tags"], model, config["hidden_units"], config["dropout"],
-                   encoder=config.get("encoder"), tap=config.get("tap"))
+                   encoder=config.get("encoder"), tap=config.get("tap"), views=views)

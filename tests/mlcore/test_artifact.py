@@ -103,3 +103,46 @@ def test_a_tag_head_continuing_another_encoder_is_refused(copy):
                                 tap="block14_add"))
     with pytest.raises(ArtifactError, match="efficientnet_lite1"):
         Captioner.load(copy)
+
+
+def test_the_captioner_averages_the_tag_head_over_its_views(copy, tmp_path):
+    from PIL import Image
+
+    from mlcore.captioner import Captioner
+    from mlcore.images import load_image
+    from mlcore.tag_head import TagHead, build_tag_head_model, save_tag_head
+    from mlcore.views import apply_view
+
+    views = ("plain", "flipped", "corner1")
+    model = build_tag_head_model(1280, 4, 8, 0.0, encoder="efficientnet_lite0", tap="block14_add")
+    save_tag_head(copy, TagHead(["dog", "grass", "ball", "beach"], model, 8, 0.0,
+                                encoder="efficientnet_lite0", tap="block14_add", views=views))
+    captioner = Captioner.load(copy)
+    assert captioner.tag_head.views == views
+    rng = np.random.default_rng(5)
+    images = []
+    for index in range(2):
+        images.append(tmp_path / f"photo{index}.png")
+        Image.fromarray(rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)).save(images[-1])
+    loaded = [load_image(image, size=224) for image in images]
+
+    def head_probabilities(captioner):
+        return [item[1] for item in captioner._caption_with_timings(images, beam_width=2)]
+
+    def expected(view_names):
+        per_view = [captioner.tag_head.predict(captioner.encoder.encode_tapped(
+            np.stack([apply_view(image, view) for image in loaded]), "block14_add")[1])
+            for view in view_names]
+        return np.mean(per_view, axis=0)
+
+    for got, want in zip(head_probabilities(captioner), expected(views)):
+        assert [got[tag] for tag in captioner.tag_head.tags] == pytest.approx(list(want), abs=1e-5)
+    plain_only = Captioner.load(copy, tag_views=["plain"])
+    assert plain_only.tag_head.views == ("plain",)
+    for got, want in zip(head_probabilities(plain_only), expected(["plain"])):
+        assert [got[tag] for tag in plain_only.tag_head.tags] == pytest.approx(list(want), abs=1e-5)
+    # the captions come from the plain image whatever the head's views
+    assert ([s.captions for s in captioner.caption_images(images, 2)]
+            == [s.captions for s in plain_only.caption_images(images, 2)])
+    with pytest.raises(ValueError, match="unknown image view"):
+        Captioner.load(copy, tag_views=["plain", "zoom"])

@@ -81,3 +81,30 @@ def test_a_head_naming_a_missing_layer_fails_clearly(tmp_path):
     (tmp_path / "tag_head.json").write_text(json.dumps(config))
     with pytest.raises(ArtifactError, match="block99_add"):
         load_tag_head(tmp_path)
+
+
+def test_a_head_averages_its_views_and_keeps_them_in_the_artifact(tmp_path):
+    import json
+
+    from mlcore.artifact import ArtifactError
+
+    model = build_tag_head_model(feature_dim=6, tag_count=3, hidden_units=4, dropout=0.0)
+    head = TagHead(["dog", "grass", "ball"], model, 4, 0.0, views=("plain", "flipped"))
+    rng = np.random.default_rng(2)
+    plain, flipped = (rng.normal(size=(4, 6)).astype(np.float32) for _ in range(2))
+    np.testing.assert_allclose(head.predict([plain, flipped]),
+                               (head.predict(plain) + head.predict(flipped)) / 2, atol=1e-6)
+    save_tag_head(tmp_path, head)
+    assert load_tag_head(tmp_path).views == ("plain", "flipped")
+    config = json.loads((tmp_path / "tag_head.json").read_text())
+    del config["views"]  # heads saved before views existed read the plain image only
+    (tmp_path / "tag_head.json").write_text(json.dumps(config))
+    assert load_tag_head(tmp_path).views == ("plain",)
+    for views, message in ((["flipped", "plain"], "first view must be 'plain'"),
+                           (["plain", "sideways"], "unknown image view")):
+        config["views"] = views
+        (tmp_path / "tag_head.json").write_text(json.dumps(config))
+        with pytest.raises(ArtifactError, match=message):
+            load_tag_head(tmp_path)
+    with pytest.raises(ValueError, match="first view"):
+        TagHead(["dog"], model, 4, 0.0, views=("corner0",))
