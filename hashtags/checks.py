@@ -4,6 +4,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from mlcore.precision import requested_precision
+from mlcore.tag_head import check_head_views
 
 from .conf import BUILTIN_EXECUTORS, hashtags_settings
 
@@ -32,4 +33,10 @@ def check_settings(app_configs=None, **kwargs):
         requested_precision(hashtags_settings.DECODER_PRECISION)
     except ValueError as error:
         errors.append(checks.Error(f"HASHTAGS['DECODER_PRECISION']: {error}", id="hashtags.E004"))
+    tag_views = hashtags_settings.TAG_VIEWS
+    if tag_views is not None:
+        try:
+            check_head_views(tag_views)
+        except (TypeError, ValueError) as error:
+            errors.append(checks.Error(f"HASHTAGS['TAG_VIEWS']: {error}", id="hashtags.E005"))
     return errors

@@ -32,6 +32,10 @@ DEFAULTS: dict[str, Any] = {
     # Float type of the decoder's matrix products: "auto" = bfloat16 where the CPU (AMX /
     # AVX512-BF16) or GPU (compute capability 8+) has it natively, else "float32".
     "DECODER_PRECISION": "auto",
+    # Image views whose tag-head probabilities are averaged (mlcore.views), e.g. ["plain"] for one
+    # encoder pass per image instead of one per view; None = the model's own (the shipped model:
+    # plain, mirrored and four corner crops, 6 passes).
+    "TAG_VIEWS": None,
     "MAX_TAGS": 10,
     "MIN_SCORE": 0.05,
     # Extra tags (with or without '#') that are never suggested, on top of mlcore's blocklist.

@@ -60,3 +60,15 @@ def test_bad_decoder_precision_in_the_environment_is_a_system_check_error(monkey
     assert [e.id for e in errors] == ["hashtags.E004"] and "MLCORE_DECODER_PRECISION" in errors[0].msg
     with override_settings(HASHTAGS={"DECODER_PRECISION": "float32"}):
         assert check_settings() == []  # an explicit setting wins over the environment
+
+
+def test_bad_tag_views_are_a_system_check_error():
+    from hashtags.checks import check_settings
+
+    for views in (["plain", "zoom"], ["flipped"], "plain", [], ["plain", "plain"]):
+        with override_settings(HASHTAGS={"TAG_VIEWS": views}):
+            errors = check_settings()
+            assert [e.id for e in errors] == ["hashtags.E005"], views
+            assert "TAG_VIEWS" in errors[0].msg
+    with override_settings(HASHTAGS={"TAG_VIEWS": ["plain", "flipped"]}):
+        assert check_settings() == []

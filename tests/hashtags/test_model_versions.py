@@ -176,6 +176,23 @@ def test_decoder_precision_setting_reaches_the_loaded_model(v1_configured, hasht
     assert inference.get_captioner().step_decoder.precision == "bfloat16"  # reloaded
 
 
+
+def test_tag_views_setting_reaches_the_loaded_model(v1_configured, hashtags_config, tmp_path):
+    import shutil
+
+    from hashtags import inference
+    from mlcore.tag_head import TagHead, build_tag_head_model, save_tag_head
+
+    with_head = tmp_path / "with-head"
+    shutil.copytree(v1_configured["v1"], with_head)
+    save_tag_head(with_head, TagHead(["dog", "ball"], build_tag_head_model(1280, 2, 0, 0.0), 0,
+                                     0.0, views=("plain", "flipped", "corner0")))
+    hashtags_config(MODEL_DIR=str(with_head))
+    assert inference.get_captioner(refresh=True).tag_head.views == ("plain", "flipped",
+                                                                    "corner0")
+    hashtags_config(TAG_VIEWS=["plain"])  # one encoder pass per image
+    assert inference.get_captioner().tag_head.views == ("plain",)  # reloaded
+
 # Statistics ---------------------------------------------------------------------------------------
 
 def _decide(make_post, user, seed, decisions):
