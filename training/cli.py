@@ -12,6 +12,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from mlcore.views import DEFAULT_TEST_VIEWS, DEFAULT_TRAIN_VIEWS  # noqa: E402  (no TensorFlow)
+
+
+# The shipped head's recipe (model card): 10 epochs on the pooled features of 6 views, then
+# fine-tuning epochs of the encoder's last block on the maps of the same views.
+FINETUNE_EPOCHS = 6
+
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset root in the Flickr8k layout")
@@ -65,10 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="decoder matrix products (auto = bfloat16 where native)")
     evaluate.add_argument("--human", action="store_true",
                           help="also report the human level of the hashtag measure")
+    evaluate.add_argument("--tag-views", default=None, metavar="VIEWS",
+                          help="comma-separated image views the tag head averages "
+                               "(default: the model's own)")
     head = commands.add_parser("tag-head", help="(re)train the tag head of an existing artifact")
     _add_data_arguments(head)
     head.add_argument("--model", required=True)
-    head.add_argument("--epochs", type=int, default=30)
+    head.add_argument("--epochs", type=int, default=10,
+                      help="passes over all training views with the encoder frozen")
     head.add_argument("--units", type=int, default=1024)
     head.add_argument("--seed", type=int, default=42)
     head.add_argument("--min-images", type=int, default=5,
@@ -76,8 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--finetune-tap", default=None, metavar="LAYER",
                       help="then fine-tune the encoder's layers after LAYER with the head "
                            "(the shipped model: block14_add, EfficientNet-Lite0's last block)")
-    head.add_argument("--finetune-epochs", type=int, default=6)
+    head.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS)
     head.add_argument("--finetune-learning-rate", type=float, default=2e-4)
+    head.add_argument("--train-views", default=",".join(DEFAULT_TRAIN_VIEWS), metavar="VIEWS",
+                      help="comma-separated image views to train on (mlcore.views; default: "
+                           "%(default)s)")
+    head.add_argument("--views", default=",".join(DEFAULT_TEST_VIEWS), metavar="VIEWS",
+                      help="image views the head averages at test time (default: %(default)s)")
 
     card = commands.add_parser("card", help="write MODEL_CARD.md from an artifact's metadata")
     card.add_argument("--model", required=True)
@@ -126,11 +142,11 @@ def run_train(args) -> int:
 def run_evaluate(args) -> int:
     from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, load_artifact
     from mlcore.decoding import StepDecoder
-    from mlcore.tag_head import load_tag_head
+    from mlcore.tag_head import check_head_views, load_tag_head
     from training.evaluate import evaluate_caption_sets, human_tag_scores
     from training.feature_cache import FeatureCache
     from training.flickr8k import Flickr8k
-    from training.train import tag_head_inputs
+    from training.train import head_view_inputs
 
     model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     try:
@@ -155,15 +171,22 @@ def run_evaluate(args) -> int:
     tag_head = load_tag_head(model_dir)
     heads = None
     if tag_head is not None:
-        head_inputs = tag_head_inputs(tag_head.tap, features[keep],
-                                      [examples[i].image_path for i in keep],
-                                      info.encoder["name"], args.cache_dir)
+        if args.tag_views:
+            try:
+                tag_head.views = check_head_views(args.tag_views.split(","))
+            except ValueError as error:
+                print(f"error: --tag-views: {error}", file=sys.stderr)
+                return 2
+        head_inputs = head_view_inputs(tag_head, features[keep],
+                                       [examples[i].image_path for i in keep],
+                                       info.encoder["name"], args.cache_dir)
         heads = tag_head.probabilities(head_inputs)
     scores = evaluate_caption_sets([examples[i].captions for i in keep], caption_sets,
                                    tag_probabilities=heads)
     result = {"images": len(keep), **{k: round(v, 4) for k, v in scores.items()}, "beam": beam,
               "model_version": info.version, "split": args.split,
-              "missing_images": len(split.missing_images), "precision": step_decoder.precision}
+              "missing_images": len(split.missing_images), "precision": step_decoder.precision,
+              "tag_views": list(tag_head.views) if tag_head is not None else []}
     if args.human:
         precision, recall = human_tag_scores([examples[i].captions for i in keep])
         result["human_tag_precision_at_5"] = round(precision, 4)
@@ -175,42 +198,57 @@ def run_evaluate(args) -> int:
 def run_tag_head(args) -> int:
     """Add a tag head to an artifact whose decoder is already trained (no LSTM retraining)."""
     from mlcore.artifact import MODEL_FILE, load_artifact
-    from mlcore.tag_head import load_tag_head, save_tag_head
+    from mlcore.tag_head import check_head_views, load_tag_head, save_tag_head
+    from mlcore.views import check_views
     from training.flickr8k import Flickr8k
     from training.tag_head import finetune_tag_head, train_tag_head
-    from training.train import TrainConfig, compute_features, evaluate_decoder, tag_head_inputs
+    from training.train import (TrainConfig, compute_features, evaluate_decoder, head_view_inputs,
+                                tag_head_inputs)
 
     info, decoder, vocabulary = load_artifact(args.model)
     config = TrainConfig(data=args.data, encoder=info.encoder["name"], cache_dir=args.cache_dir,
                          beam_width=int(info.decoding.get("beam_width", 3)),
                          length_penalty=float(info.decoding.get("length_penalty", 0.7)))
+    try:
+        train_views = check_views(args.train_views.split(","))
+        test_views = check_head_views(args.views.split(","))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     dataset = Flickr8k.load(args.data)
-    views, train_examples = compute_features(config, dataset.split("train").examples,
-                                             ("plain", "flipped"))
+    (plain,), train_examples = compute_features(config, dataset.split("train").examples,
+                                                ("plain",))
+    paths = [example.image_path for example in train_examples]
+    map_views = None
+    if args.finetune_tap:  # one forward pass per view fills the map cache and the pooled one
+        try:
+            map_views = [tag_head_inputs(args.finetune_tap, plain, paths, config.encoder,
+                                         args.cache_dir, view) for view in train_views]
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    views = [tag_head_inputs(None, plain, paths, config.encoder, args.cache_dir, view)
+             for view in train_views]
     head = train_tag_head(views, train_examples, args.units, epochs=args.epochs, seed=args.seed,
                           min_images=args.min_images)
     if head is None:
         print(f"error: no tag is used on {args.min_images} or more training images; no tag head",
               file=sys.stderr)
         return 1
-    if args.finetune_tap:
-        paths = [example.image_path for example in train_examples]
-        try:
-            map_views = [tag_head_inputs(args.finetune_tap, views[0], paths, config.encoder,
-                                         args.cache_dir, view) for view in ("plain", "flipped")]
-            head = finetune_tag_head(head, map_views, train_examples, config.encoder,
-                                     args.finetune_tap, epochs=args.finetune_epochs,
-                                     learning_rate=args.finetune_learning_rate,
-                                     min_images=args.min_images, seed=args.seed)
-        except ValueError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+    del views
+    if map_views is not None:
+        head = finetune_tag_head(head, map_views, train_examples, config.encoder,
+                                 args.finetune_tap, epochs=args.finetune_epochs,
+                                 learning_rate=args.finetune_learning_rate,
+                                 min_images=args.min_images, seed=args.seed)
+        del map_views
+    head.views = test_views
     save_tag_head(args.model, head)
     head = load_tag_head(args.model)  # measure the head as stored (float16), not as trained
     (dev_features,), dev_examples = compute_features(config, dataset.split("dev").examples,
                                                      ("plain",))
-    dev_inputs = tag_head_inputs(head.tap, dev_features, [e.image_path for e in dev_examples],
-                                 config.encoder, args.cache_dir)
+    dev_inputs = head_view_inputs(head, dev_features, [e.image_path for e in dev_examples],
+                                  config.encoder, args.cache_dir)
     metrics = evaluate_decoder(decoder, vocabulary, head, dev_features, dev_examples, config,
                                head_inputs=dev_inputs)
     manifest_path = Path(args.model) / MODEL_FILE
@@ -219,7 +257,9 @@ def run_tag_head(args) -> int:
     manifest["training"]["tag_head"] = {"epochs": args.epochs, "units": args.units,
                                         "tags": len(head.tags), "finetune_tap": head.tap,
                                         "finetune_epochs": args.finetune_epochs if head.tap else 0,
-                                        "finetune_learning_rate": args.finetune_learning_rate}
+                                        "finetune_learning_rate": args.finetune_learning_rate,
+                                        "train_views": list(train_views),
+                                        "views": list(head.views)}
     manifest_path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     print(json.dumps(metrics))
     return 0

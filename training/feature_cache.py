@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mlcore.images import ImageError, load_image
+from mlcore.views import apply_view, check_view
 
 logger = logging.getLogger(__name__)
 
@@ -40,17 +41,17 @@ def file_sha256(path: str | Path) -> str:
 
 
 class FeatureCache:
-    """Features of one encoder (and view: ``"plain"`` or ``"flipped"``) under ``cache_dir``.
+    """Features of one encoder and image view (:mod:`mlcore.views`) under ``cache_dir``.
 
     With ``tap`` (a layer name), the cache holds that layer's output map instead of the pooled
     features (float16 on disk: a 7x7x192 map is 19 KB), for tag heads that fine-tune the
-    encoder's last block.
+    encoder's last block. Filling it also fills the pooled cache of the same view, which comes
+    out of the same forward pass.
     """
 
     def __init__(self, encoder_name: str, cache_dir: str | Path | None = None, view: str = "plain",
                  tap: str | None = None):
-        if view not in ("plain", "flipped"):
-            raise ValueError("view must be 'plain' or 'flipped'")
+        check_view(view)
         self.encoder_name = encoder_name
         self.view = view
         self.tap = tap
@@ -58,6 +59,7 @@ class FeatureCache:
         self.directory = Path(cache_dir or DEFAULT_CACHE_DIR) / (f"{name}@{tap}" if tap else name)
         self.hits = 0
         self.computed = 0
+        self._pooled = FeatureCache(encoder_name, cache_dir, view) if tap else None
 
     def path_for(self, digest: str) -> Path:
         return self.directory / digest[:2] / f"{digest}.npy"
@@ -107,12 +109,15 @@ class FeatureCache:
                     except ImageError as error:
                         errors[index] = str(error)
                         continue
-                    images.append(image[:, ::-1] if self.view == "flipped" else image)
+                    images.append(apply_view(image, self.view))
                     batch_indices.append(index)
                 if images:
                     if self.tap:
-                        _, features = encoder.encode_tapped(np.stack(images), self.tap,
-                                                            batch_size=batch_size)
+                        pooled, features = encoder.encode_tapped(np.stack(images), self.tap,
+                                                                 batch_size=batch_size)
+                        for index, row in zip(batch_indices, pooled):
+                            if not self._pooled.path_for(digests[index]).is_file():
+                                self._pooled.put(digests[index], row)
                     else:
                         features = encoder.encode(np.stack(images), batch_size=batch_size)
                     for index, feature in zip(batch_indices, features):

@@ -42,6 +42,10 @@ def _tag_head_line(head: dict | None) -> str:
                  f"encoder's layers after `{head['finetune_tap']}` (learning rate "
                  f"{head.get('finetune_learning_rate')}, batch norm frozen); the captioner's "
                  f"encoder stays frozen")
+    if head.get("train_views"):
+        line += (f"; trained on the image views {', '.join(head['train_views'])} and averaged "
+                 f"over {', '.join(head.get('views', ['plain']))} at test time "
+                 f"(`mlcore.views`; `HASHTAGS[\"TAG_VIEWS\"]` can change the latter)")
     return line + ".\n"
 
 

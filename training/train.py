@@ -135,23 +135,32 @@ def compute_features(config: TrainConfig, examples: list[Example], views: tuple[
 
 def tag_head_inputs(tap: str | None, features: np.ndarray, image_paths, encoder_name: str,
                     cache_dir=None, view: str = "plain") -> np.ndarray:
-    """What a tag head reads for these images: the pooled ``features``, or, for a head that
-    fine-tuned the encoder's layers after ``tap``, the (cached) output maps of that layer."""
-    if not tap:
+    """What a tag head reads for one ``view`` of these images: the pooled ``features`` (those of
+    the plain view) or, for a head that fine-tuned the encoder's layers after ``tap``, the (cached)
+    output maps of that layer."""
+    if not tap and view == "plain":
         return features
-    maps, errors = FeatureCache(encoder_name, cache_dir, view=view,
-                                tap=tap).features_for(list(image_paths))
+    inputs, errors = FeatureCache(encoder_name, cache_dir, view=view,
+                                  tap=tap).features_for(list(image_paths))
     failed = [str(path) for path, error in zip(image_paths, errors) if error]
     if failed:
         raise ValueError(f"unreadable images for the tag head: {', '.join(failed[:3])}")
-    return maps
+    return inputs
+
+
+def head_view_inputs(tag_head, features: np.ndarray, image_paths, encoder_name: str,
+                     cache_dir=None) -> list[np.ndarray]:
+    """:func:`tag_head_inputs` for every view the head averages, in the head's order."""
+    return [tag_head_inputs(tag_head.tap, features, image_paths, encoder_name, cache_dir, view)
+            for view in tag_head.views]
 
 
 def evaluate_decoder(decoder, vocabulary, tag_head, features, examples, config,
                      head_inputs: np.ndarray | None = None) -> dict:
     """Dev metrics for greedy and the configured beam, with the tag head when there is one.
 
-    ``head_inputs``: what the tag head reads (see :func:`tag_head_inputs`); default ``features``.
+    ``head_inputs``: what the tag head reads, one array per view of the head
+    (:func:`head_view_inputs`); default ``features``.
     """
     step_decoder = StepDecoder(decoder, vocabulary, length_penalty=config.length_penalty)
     references = [example.captions for example in examples]

@@ -137,6 +137,7 @@ def test_tag_head_fine_tunes_the_encoders_last_block(tiny_dataset, tmp_path, cap
     assert main(["tag-head", "--data", str(tiny_dataset), "--model", str(out), "--epochs", "20",
                  "--units", "16", "--min-images", "2", "--finetune-tap", "block14_add",
                  "--finetune-epochs", "3", "--finetune-learning-rate", "1e-3",
+                 "--train-views", "plain,flipped,crop0", "--views", "plain,corner1",
                  "--cache-dir", cache]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0.0 <= metrics["beam3"]["tag_precision_at_5"] <= 1.0
@@ -144,11 +145,21 @@ def test_tag_head_fine_tunes_the_encoders_last_block(tiny_dataset, tmp_path, cap
     assert (head_config["encoder"], head_config["tap"]) == ("efficientnet_lite0", "block14_add")
     maps = FeatureCache("efficientnet_lite0", cache, tap="block14_add")
     assert len(list(maps.directory.rglob("*.npy"))) == 9 + 3  # train + dev images, once each
-    assert read_info(out).training["tag_head"]["finetune_tap"] == "block14_add"
+    # a training view: maps of the 9 train images, and the pooled features of the same pass
+    for cache_of_view in (FeatureCache("efficientnet_lite0", cache, "crop0", tap="block14_add"),
+                          FeatureCache("efficientnet_lite0", cache, "crop0")):
+        assert len(list(cache_of_view.directory.rglob("*.npy"))) == 9
+    # a test-time view: the 3 dev images only
+    corner = FeatureCache("efficientnet_lite0", cache, "corner1", tap="block14_add")
+    assert len(list(corner.directory.rglob("*.npy"))) == 3
+    assert head_config["views"] == ["plain", "corner1"]
+    recipe = read_info(out).training["tag_head"]
+    assert (recipe["finetune_tap"], recipe["train_views"]) == ("block14_add",
+                                                               ["plain", "flipped", "crop0"])
 
     captioner = Captioner.load(out)
     head = captioner.tag_head
-    assert head.tap == "block14_add"
+    assert (head.tap, head.views) == ("block14_add", ("plain", "corner1"))
     # the head's copy of the last block was trained; the captioner's own encoder was not
     tuned = head.model.get_layer("efficientnet_lite0_after_block14_add")
     original = captioner.encoder.model.get_layer("block15_project_conv").get_weights()[0]
@@ -162,4 +173,11 @@ def test_tag_head_fine_tunes_the_encoders_last_block(tiny_dataset, tmp_path, cap
     # evaluate reads the cached maps of the dev images for this head
     assert main(["evaluate", "--data", str(tiny_dataset), "--split", "dev", "--model", str(out),
                  "--beam", "2", "--cache-dir", cache]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["tag_recall_at_5"] > 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["tag_recall_at_5"] > 0 and result["tag_views"] == ["plain", "corner1"]
+    assert main(["evaluate", "--data", str(tiny_dataset), "--split", "dev", "--model", str(out),
+                 "--beam", "2", "--cache-dir", cache, "--tag-views", "plain"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["tag_views"] == ["plain"]
+    assert main(["evaluate", "--data", str(tiny_dataset), "--split", "dev", "--model", str(out),
+                 "--cache-dir", cache, "--tag-views", "corner1"]) == 2
+    assert "first view must be 'plain'" in capsys.readouterr().err
