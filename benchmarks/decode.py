@@ -20,13 +20,13 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+from _timing import images_per_second  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def tutorial_decode(decoder, vocabulary, feature: np.ndarray) -> list[int]:
@@ -42,16 +42,6 @@ def tutorial_decode(decoder, vocabulary, feature: np.ndarray) -> list[int]:
             break
         prefix.append(word)
     return prefix[1:]
-
-
-def images_per_second(function, count: int, repeats: int = 3) -> float:
-    function()  # warm-up: tracing and compilation are not throughput
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - started)
-    return count / best
 
 
 def main() -> None:
