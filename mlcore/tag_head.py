@@ -7,7 +7,7 @@ output estimates directly what a beam of one model's captions only approximates:
 person is to describe the image with that word. On the Flickr8k dev split it lifts hashtag
 precision/recall@5 from the caption beam's ~0.34 to ~0.41, and to ~0.42/0.44 when the head also
 fine-tunes its own copy of the encoder's last block (``tap``: it then reads that block's input
-map, which the captioner takes from the same forward pass), and to ~0.44/0.45 when it is trained
+map, which the captioner takes from the same forward pass), and to ~0.43/0.45 when it is trained
 on random crops too and averages its probabilities over ``views`` of the upload
 (:mod:`mlcore.views`); see the model card. The caption itself still comes from the LSTM.
 """

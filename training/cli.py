@@ -15,11 +15,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from mlcore.views import DEFAULT_TEST_VIEWS, DEFAULT_TRAIN_VIEWS  # noqa: E402  (no TensorFlow)
 
 
-# The shipped head's recipe (model card): 10 epochs on the pooled features of 6 views, then
-# fine-tuning epochs of the encoder's last block on the maps of the same views.
-FINETUNE_EPOCHS = 6
-
-
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset root in the Flickr8k layout")
     parser.add_argument("--cache-dir", default=None,
@@ -87,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--finetune-tap", default=None, metavar="LAYER",
                       help="then fine-tune the encoder's layers after LAYER with the head "
                            "(the shipped model: block14_add, EfficientNet-Lite0's last block)")
-    head.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS)
+    head.add_argument("--finetune-epochs", type=int, default=6)
     head.add_argument("--finetune-learning-rate", type=float, default=2e-4)
     head.add_argument("--train-views", default=",".join(DEFAULT_TRAIN_VIEWS), metavar="VIEWS",
                       help="comma-separated image views to train on (mlcore.views; default: "
