@@ -39,4 +39,7 @@ def check_settings(app_configs=None, **kwargs):
             check_head_views(tag_views)
         except (TypeError, ValueError) as error:
             errors.append(checks.Error(f"HASHTAGS['TAG_VIEWS']: {error}", id="hashtags.E005"))
+    if not isinstance(hashtags_settings.EXTRA_TAG_HEADS, bool):
+        errors.append(checks.Error("HASHTAGS['EXTRA_TAG_HEADS'] must be True or False.",
+                                   id="hashtags.E006"))
     return errors

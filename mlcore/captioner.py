@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, ArtifactInfo, load_artifact
 from mlcore.decoding import CaptionSet, StepDecoder
 from mlcore.extractor import ExtractorConfig, Hashtag, extract_hashtags
 from mlcore.images import ImageError, load_image
-from mlcore.tag_head import TagHead, check_head_views, load_tag_head
+from mlcore.tag_head import TagHead, average_probabilities, check_head_views, load_tag_heads
 from mlcore.views import apply_view
 
 __all__ = ["Captioner", "CaptionSet", "Suggestion", "ArtifactError", "ImageError"]
@@ -43,9 +44,12 @@ class Captioner:
     """
 
     def __init__(self, info: ArtifactInfo, encoder, step_decoder: StepDecoder,
-                 model_dir: Path | None = None, tag_head: TagHead | None = None):
+                 model_dir: Path | None = None, tag_head: TagHead | None = None,
+                 extra_heads: Sequence[tuple[TagHead, object]] = ()):
         self.info = info
         self.tag_head = tag_head
+        #: ``(head, its encoder)`` for the artifact's extra heads on other backbones
+        self.extra_heads = list(extra_heads)
         self.encoder = encoder
         self.step_decoder = step_decoder
         self.model_dir = model_dir
@@ -53,14 +57,17 @@ class Captioner:
     @classmethod
     def load(cls, model_dir: str | Path | None = None, encoder_weights: str | None = "default",
              precision: str | None = "auto", tag_views: Sequence[str] | None = None,
-             ) -> Captioner:
+             extra_tag_heads: bool = True) -> Captioner:
         """``precision``: the decoder's matrix-product float type (:mod:`mlcore.precision`).
 
         ``tag_views``: the image views the tag head averages (:mod:`mlcore.views`); None = the
         artifact's own. ``["plain"]`` costs one encoder pass per image instead of one per view,
         at some hashtag quality (model card).
+
+        ``extra_tag_heads``: also run the artifact's tag heads on other encoders (each costs its
+        encoder's passes); False keeps the head that shares the captioner's encoder.
         """
-        from mlcore.encoders import build_encoder
+        from mlcore.encoders import EncoderWeightsError, build_encoder
 
         if model_dir is None:
             model_dir = DEFAULT_MODEL_DIR
@@ -76,13 +83,22 @@ class Captioner:
         length_penalty = float(info.decoding.get("length_penalty", 0.7))
         step_decoder = StepDecoder(decoder, vocabulary, length_penalty=length_penalty,
                                    precision=precision)
-        tag_head = load_tag_head(model_dir)
+        heads = load_tag_heads(model_dir)
+        tag_head = heads[0] if heads else None
         if tag_head is not None and tag_head.tap and tag_head.encoder != info.encoder["name"]:
             raise ArtifactError(f"{model_dir}: the tag head continues encoder {tag_head.encoder!r} "
                                 f"but the model's encoder is {info.encoder['name']!r}")
-        if tag_head is not None and tag_views is not None:
-            tag_head.views = check_head_views(tag_views)
-        return cls(info, encoder, step_decoder, Path(model_dir), tag_head)
+        extra_heads = []
+        for head in heads[1:] if extra_tag_heads else []:
+            try:  # an extra head runs its own encoder (e.g. EfficientNet-Lite2's weights package)
+                extra_heads.append((head, build_encoder(
+                    head.encoder, weights=None if encoder_weights is None else "default")))
+            except (ValueError, EncoderWeightsError) as error:
+                raise ArtifactError(f"{model_dir}: extra tag head: {error}") from None
+        if tag_views is not None:
+            for head in heads:
+                head.views = check_head_views(tag_views)
+        return cls(info, encoder, step_decoder, Path(model_dir), tag_head, extra_heads)
 
     @property
     def model_version(self) -> str:
@@ -127,7 +143,10 @@ class Captioner:
             encoded_at = time.perf_counter()
             caption_sets = self.caption_features(features, beam_width)
             if self.tag_head is not None:
-                head_probabilities = self.tag_head.probabilities(head_inputs)
+                head_probabilities = average_probabilities(
+                    [self.tag_head] + [head for head, _ in self.extra_heads],
+                    [head_inputs] + [self._encode_for(head, encoder, loaded)
+                                     for head, encoder in self.extra_heads])
             encode_seconds = encoded_at - decoded_at
             decode_seconds = time.perf_counter() - encoded_at
         per_image = max(len(loaded), 1)
@@ -152,6 +171,22 @@ class Captioner:
             pooled = maps = self.encoder.encode(batch)
         count = len(loaded)
         return pooled[:count], [maps[start:start + count] for start in range(0, len(batch), count)]
+
+    @staticmethod
+    def _encode_for(head: TagHead, encoder, loaded: list[np.ndarray]) -> list[np.ndarray]:
+        """What an extra head reads: its encoder's tap (or pooled features) for each of its views.
+
+        The images are resized from the captioner's input size to the encoder's, which is how
+        the training photos (224x224 files) reached it too.
+        """
+        size = encoder.spec.input_size
+        resized = [image if image.shape[0] == size else
+                   np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+                   for image in loaded]
+        batch = np.stack([apply_view(image, view) for view in head.views for image in resized])
+        maps = encoder.encode_tapped(batch, head.tap)[1] if head.tap else encoder.encode(batch)
+        count = len(loaded)
+        return [maps[start:start + count] for start in range(0, len(batch), count)]
 
     def suggest(self, images: Sequence, beam_width: int | None = None,
                 config: ExtractorConfig | None = None) -> list[Suggestion | ImageError]:

@@ -70,9 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tag-views", default=None, metavar="VIEWS",
                           help="comma-separated image views the tag head averages "
                                "(default: the model's own)")
+    evaluate.add_argument("--no-extra-heads", dest="extra_heads", action="store_false",
+                          help="only the tag head on the captioner's encoder "
+                               "(HASHTAGS['EXTRA_TAG_HEADS'] = False)")
     head = commands.add_parser("tag-head", help="(re)train the tag head of an existing artifact")
     _add_data_arguments(head)
     head.add_argument("--model", required=True)
+    head.add_argument("--encoder", default=None,
+                      help="train an extra head on this encoder (e.g. efficientnet_lite2), kept "
+                           "in tag_head_<encoder>/ and averaged with the model's own head; "
+                           "default: replace the head on the captioner's encoder")
     head.add_argument("--epochs", type=int, default=10,
                       help="passes over all training views with the encoder frozen")
     head.add_argument("--units", type=int, default=1024)
@@ -137,7 +144,7 @@ def run_train(args) -> int:
 def run_evaluate(args) -> int:
     from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, load_artifact
     from mlcore.decoding import StepDecoder
-    from mlcore.tag_head import check_head_views, load_tag_head
+    from mlcore.tag_head import average_probabilities, check_head_views, load_tag_heads
     from training.evaluate import evaluate_caption_sets, human_tag_scores
     from training.feature_cache import FeatureCache
     from training.flickr8k import Flickr8k
@@ -163,25 +170,37 @@ def run_evaluate(args) -> int:
                                length_penalty=float(info.decoding.get("length_penalty", 0.7)),
                                precision=args.precision)
     caption_sets = step_decoder.decode(features[keep], beam_width=beam)
-    tag_head = load_tag_head(model_dir)
+    try:
+        tag_heads = load_tag_heads(model_dir)
+    except ArtifactError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not args.extra_heads:
+        tag_heads = tag_heads[:1]
+    tag_head = tag_heads[0] if tag_heads else None
     heads = None
     if tag_head is not None:
         if args.tag_views:
             try:
-                tag_head.views = check_head_views(args.tag_views.split(","))
+                for member in tag_heads:
+                    member.views = check_head_views(args.tag_views.split(","))
             except ValueError as error:
                 print(f"error: --tag-views: {error}", file=sys.stderr)
                 return 2
-        head_inputs = head_view_inputs(tag_head, features[keep],
-                                       [examples[i].image_path for i in keep],
-                                       info.encoder["name"], args.cache_dir)
-        heads = tag_head.probabilities(head_inputs)
+        paths = [examples[i].image_path for i in keep]
+        head_inputs = [head_view_inputs(tag_head, features[keep], paths, info.encoder["name"],
+                                        args.cache_dir)]
+        head_inputs += [head_view_inputs(member, None, paths, member.encoder, args.cache_dir)
+                        for member in tag_heads[1:]]  # extra heads read their own encoder
+        heads = average_probabilities(tag_heads, head_inputs)
     scores = evaluate_caption_sets([examples[i].captions for i in keep], caption_sets,
                                    tag_probabilities=heads)
     result = {"images": len(keep), **{k: round(v, 4) for k, v in scores.items()}, "beam": beam,
               "model_version": info.version, "split": args.split,
               "missing_images": len(split.missing_images), "precision": step_decoder.precision,
-              "tag_views": list(tag_head.views) if tag_head is not None else []}
+              "tag_views": list(tag_head.views) if tag_head is not None else [],
+              "tag_head_encoders": [member.encoder or info.encoder["name"]
+                                    for member in tag_heads]}
     if args.human:
         precision, recall = human_tag_scores([examples[i].captions for i in keep])
         result["human_tag_precision_at_5"] = round(precision, 4)
@@ -192,8 +211,8 @@ def run_evaluate(args) -> int:
 
 def run_tag_head(args) -> int:
     """Add a tag head to an artifact whose decoder is already trained (no LSTM retraining)."""
-    from mlcore.artifact import MODEL_FILE, load_artifact
-    from mlcore.tag_head import check_head_views, load_tag_head, save_tag_head
+    from mlcore.artifact import MODEL_FILE, ArtifactError, load_artifact
+    from mlcore.tag_head import check_head_views, load_tag_heads, member_dir, save_tag_head
     from mlcore.views import check_views
     from training.flickr8k import Flickr8k
     from training.tag_head import finetune_tag_head, train_tag_head
@@ -201,7 +220,13 @@ def run_tag_head(args) -> int:
                                 tag_head_inputs)
 
     info, decoder, vocabulary = load_artifact(args.model)
-    config = TrainConfig(data=args.data, encoder=info.encoder["name"], cache_dir=args.cache_dir,
+    captioner_encoder = info.encoder["name"]
+    extra = bool(args.encoder) and args.encoder != captioner_encoder
+    if extra and not args.finetune_tap:
+        print("error: an extra head on another encoder needs --finetune-tap", file=sys.stderr)
+        return 2
+    config = TrainConfig(data=args.data, encoder=args.encoder or captioner_encoder,
+                         cache_dir=args.cache_dir,
                          beam_width=int(info.decoding.get("beam_width", 3)),
                          length_penalty=float(info.decoding.get("length_penalty", 0.7)))
     try:
@@ -238,18 +263,29 @@ def run_tag_head(args) -> int:
                                  min_images=args.min_images, seed=args.seed)
         del map_views
     head.views = test_views
-    save_tag_head(args.model, head)
-    head = load_tag_head(args.model)  # measure the head as stored (float16), not as trained
-    (dev_features,), dev_examples = compute_features(config, dataset.split("dev").examples,
-                                                     ("plain",))
-    dev_inputs = head_view_inputs(head, dev_features, [e.image_path for e in dev_examples],
-                                  config.encoder, args.cache_dir)
-    metrics = evaluate_decoder(decoder, vocabulary, head, dev_features, dev_examples, config,
+    target = member_dir(args.model, config.encoder) if extra else Path(args.model)
+    target.mkdir(exist_ok=True)
+    save_tag_head(target, head)
+    try:  # measure the heads as stored (int8 kernels), not as trained
+        heads = load_tag_heads(args.model)
+    except ArtifactError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    caption_config = dataclasses.replace(config, encoder=captioner_encoder)
+    (dev_features,), dev_examples = compute_features(caption_config,
+                                                     dataset.split("dev").examples, ("plain",))
+    dev_paths = [e.image_path for e in dev_examples]
+    dev_inputs = [head_view_inputs(heads[0], dev_features, dev_paths, captioner_encoder,
+                                   args.cache_dir)]
+    dev_inputs += [head_view_inputs(member, None, dev_paths, member.encoder, args.cache_dir)
+                   for member in heads[1:]]
+    metrics = evaluate_decoder(decoder, vocabulary, heads, dev_features, dev_examples, config,
                                head_inputs=dev_inputs)
     manifest_path = Path(args.model) / MODEL_FILE
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest["training"]["dev_metrics"] = metrics
-    manifest["training"]["tag_head"] = {"epochs": args.epochs, "units": args.units,
+    key = f"tag_head_{config.encoder}" if extra else "tag_head"
+    manifest["training"][key] = {"epochs": args.epochs, "units": args.units,
                                         "tags": len(head.tags), "finetune_tap": head.tap,
                                         "finetune_epochs": args.finetune_epochs if head.tap else 0,
                                         "finetune_learning_rate": args.finetune_learning_rate,

@@ -32,10 +32,21 @@ def _metrics_table(dev_metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _tag_head_line(head: dict | None) -> str:
+def _tag_head_lines(training: dict) -> str:
+    """The tag head, then each extra head (``tag_head_<encoder>`` recipes), one bullet each."""
+    lines = _tag_head_line(training.get("tag_head"))
+    for key in sorted(training):
+        if key.startswith("tag_head_") and isinstance(training[key], dict):
+            encoder = key[len("tag_head_"):]
+            lines += _tag_head_line(training[key], f"Extra tag head on `{encoder}`, averaged "
+                                                   f"with the first")
+    return lines
+
+
+def _tag_head_line(head: dict | None, title: str = "Tag head") -> str:
     if not head:
         return "- No tag head: hashtags come from the captions alone.\n"
-    line = (f"- Tag head: {head.get('units')} hidden units → {head.get('tags')} tags (sigmoid), "
+    line = (f"- {title}: {head.get('units')} hidden units → {head.get('tags')} tags (sigmoid), "
             f"{head.get('epochs')} epochs on the pooled features")
     if head.get("finetune_tap"):
         line += (f", then {head.get('finetune_epochs')} epochs fine-tuning its own copy of the "
@@ -46,7 +57,8 @@ def _tag_head_line(head: dict | None) -> str:
         line += (f"; trained on the image views {', '.join(head['train_views'])} and averaged "
                  f"over {', '.join(head.get('views', ['plain']))} at test time "
                  f"(`mlcore.views`; `HASHTAGS[\"TAG_VIEWS\"]` can change the latter)")
-    return line + ".\n"
+    return line + (". Its kernels are stored as int8 with one float32 scale per output column "
+                   "(`mlcore.tag_head.quantize_weights`), the rest in float16.\n")
 
 
 def write_model_card(model_dir: str | Path, notes: str = "") -> Path:
@@ -67,7 +79,7 @@ CNN-LSTM image captioner whose captions become hashtag suggestions (`mlcore`).
   (init-inject), at most {info.decoder.get('max_length')} tokens.
 - Decoding defaults: beam width {info.decoding.get('beam_width')}, length penalty
   {info.decoding.get('length_penalty')}.
-{_tag_head_line(training.get('tag_head'))}
+{_tag_head_lines(training)}
 ## Data
 Flickr8k (Hodosh, Young and Hockenmaier, 2013): {data.get('train_images')} training images with
 {data.get('train_captions')} captions, early stopping on the {data.get('dev_images')} dev images;

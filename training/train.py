@@ -23,6 +23,7 @@ from mlcore.artifact import load_artifact, save_artifact
 from mlcore.decoder import DecoderConfig, build_decoder
 from mlcore.decoding import StepDecoder
 from mlcore.encoders import get_encoder_spec
+from mlcore.tag_head import average_probabilities
 from mlcore.vocabulary import Vocabulary
 from training.datasets import caption_dataset, encode_captions
 from training.evaluate import evaluate_caption_sets
@@ -136,9 +137,9 @@ def compute_features(config: TrainConfig, examples: list[Example], views: tuple[
 def tag_head_inputs(tap: str | None, features: np.ndarray, image_paths, encoder_name: str,
                     cache_dir=None, view: str = "plain") -> np.ndarray:
     """What a tag head reads for one ``view`` of these images: the pooled ``features`` (those of
-    the plain view) or, for a head that fine-tuned the encoder's layers after ``tap``, the (cached)
-    output maps of that layer."""
-    if not tap and view == "plain":
+    the plain view; None = from the cache too) or, for a head that fine-tuned the encoder's layers
+    after ``tap``, the (cached) output maps of that layer."""
+    if not tap and view == "plain" and features is not None:
         return features
     inputs, errors = FeatureCache(encoder_name, cache_dir, view=view,
                                   tap=tap).features_for(list(image_paths))
@@ -155,6 +156,7 @@ def head_view_inputs(tag_head, features: np.ndarray, image_paths, encoder_name: 
             for view in tag_head.views]
 
 
+
 def evaluate_decoder(decoder, vocabulary, tag_head, features, examples, config,
                      head_inputs: np.ndarray | None = None) -> dict:
     """Dev metrics for greedy and the configured beam, with the tag head when there is one.
@@ -165,7 +167,10 @@ def evaluate_decoder(decoder, vocabulary, tag_head, features, examples, config,
     step_decoder = StepDecoder(decoder, vocabulary, length_penalty=config.length_penalty)
     references = [example.captions for example in examples]
     head_inputs = features if head_inputs is None else head_inputs
-    heads = tag_head.probabilities(head_inputs) if tag_head is not None else None
+    if isinstance(tag_head, (list, tuple)):  # the artifact's head and its extra heads
+        heads = average_probabilities(tag_head, head_inputs) if tag_head else None
+    else:
+        heads = tag_head.probabilities(head_inputs) if tag_head is not None else None
     # The decoder's precision is "auto" (bfloat16 products on hardware that has them), so the
     # recorded metrics say which one produced them.
     return {f"beam{width}": {**evaluate_caption_sets(references,

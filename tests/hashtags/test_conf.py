@@ -72,3 +72,12 @@ def test_bad_tag_views_are_a_system_check_error():
             assert "TAG_VIEWS" in errors[0].msg
     with override_settings(HASHTAGS={"TAG_VIEWS": ["plain", "flipped"]}):
         assert check_settings() == []
+
+
+def test_extra_tag_heads_must_be_a_bool():
+    from hashtags.checks import check_settings
+
+    with override_settings(HASHTAGS={"EXTRA_TAG_HEADS": "no"}):
+        assert [e.id for e in check_settings()] == ["hashtags.E006"]
+    with override_settings(HASHTAGS={"EXTRA_TAG_HEADS": False}):
+        assert check_settings() == []

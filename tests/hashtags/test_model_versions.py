@@ -193,6 +193,26 @@ def test_tag_views_setting_reaches_the_loaded_model(v1_configured, hashtags_conf
     hashtags_config(TAG_VIEWS=["plain"])  # one encoder pass per image
     assert inference.get_captioner().tag_head.views == ("plain",)  # reloaded
 
+
+def test_extra_tag_heads_setting_reaches_the_loaded_model(v1_configured, hashtags_config,
+                                                          tmp_path):
+    import shutil
+
+    from hashtags import inference
+    from mlcore.tag_head import TagHead, build_tag_head_model, member_dir, save_tag_head
+
+    with_heads = tmp_path / "with-heads"
+    shutil.copytree(v1_configured["v1"], with_heads)
+    save_tag_head(with_heads, TagHead(["dog"], build_tag_head_model(1280, 1, 0, 0.0), 0, 0.0))
+    member_dir(with_heads, "efficientnet_lite2").mkdir()
+    save_tag_head(member_dir(with_heads, "efficientnet_lite2"), TagHead(
+        ["dog"], build_tag_head_model(1280, 1, 0, 0.0), 0, 0.0, encoder="efficientnet_lite2"))
+    hashtags_config(MODEL_DIR=str(with_heads))
+    extra = inference.get_captioner(refresh=True).extra_heads
+    assert [head.encoder for head, _ in extra] == ["efficientnet_lite2"]
+    hashtags_config(EXTRA_TAG_HEADS=False)  # one backbone per image
+    assert inference.get_captioner().extra_heads == []  # reloaded
+
 # Statistics ---------------------------------------------------------------------------------------
 
 def _decide(make_post, user, seed, decisions):

@@ -146,3 +146,38 @@ def test_the_captioner_averages_the_tag_head_over_its_views(copy, tmp_path):
             == [s.captions for s in plain_only.caption_images(images, 2)])
     with pytest.raises(ValueError, match="unknown image view"):
         Captioner.load(copy, tag_views=["plain", "zoom"])
+
+
+def test_an_extra_tag_head_on_another_encoder_is_averaged_in(copy, tmp_path):
+    from PIL import Image
+
+    from mlcore.captioner import Captioner
+    from mlcore.images import load_image
+    from mlcore.tag_head import TagHead, build_tag_head_model, member_dir, save_tag_head
+
+    tags = ["dog", "grass", "ball"]
+    save_tag_head(copy, TagHead(tags, build_tag_head_model(
+        1280, 3, 8, 0.0, encoder="efficientnet_lite0", tap="block14_add"), 8, 0.0,
+        encoder="efficientnet_lite0", tap="block14_add"))
+    member_dir(copy, "efficientnet_lite2").mkdir()
+    save_tag_head(member_dir(copy, "efficientnet_lite2"), TagHead(tags, build_tag_head_model(
+        1280, 3, 8, 0.0, encoder="efficientnet_lite2", tap="block19_add"), 8, 0.0,
+        encoder="efficientnet_lite2", tap="block19_add"))
+    captioner = Captioner.load(copy)
+    (extra, extra_encoder), = captioner.extra_heads
+    assert (extra.encoder, extra_encoder.spec.input_size) == ("efficientnet_lite2", 260)
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(6).integers(0, 256, (90, 130, 3), dtype=np.uint8)
+                    ).save(image)
+    got = captioner._caption_with_timings([image], beam_width=2)[0][1]
+    loaded = load_image(image, size=224)  # the extra encoder gets it resized to its own size
+    resized = np.asarray(Image.fromarray(loaded).resize((260, 260), Image.BILINEAR))
+    own = captioner.tag_head.predict(captioner.encoder.encode_tapped(loaded[None],
+                                                                     "block14_add")[1])[0]
+    other = extra.predict(extra_encoder.encode_tapped(resized[None], "block19_add")[1])[0]
+    assert not np.allclose(own, other, atol=1e-3)  # they differ, so the average is seen
+    assert [got[tag] for tag in tags] == pytest.approx(list((own + other) / 2), abs=1e-5)
+    assert Captioner.load(copy, extra_tag_heads=False).extra_heads == []
+    flipped = Captioner.load(copy, tag_views=["plain", "flipped"])  # TAG_VIEWS: every head
+    assert {head.views for head in [flipped.tag_head] + [h for h, _ in flipped.extra_heads]} == {
+        ("plain", "flipped")}
