@@ -14,7 +14,8 @@ from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, ArtifactInfo, load
 from mlcore.decoding import CaptionSet, StepDecoder
 from mlcore.extractor import ExtractorConfig, Hashtag, extract_hashtags
 from mlcore.images import ImageError, load_image
-from mlcore.tag_head import TagHead, average_probabilities, check_head_views, load_tag_heads
+from mlcore.tag_head import (TagHead, average_probabilities, check_head_views, load_tag_head,
+                             load_tag_heads)
 from mlcore.views import apply_view
 
 __all__ = ["Captioner", "CaptionSet", "Suggestion", "ArtifactError", "ImageError"]
@@ -83,13 +84,16 @@ class Captioner:
         length_penalty = float(info.decoding.get("length_penalty", 0.7))
         step_decoder = StepDecoder(decoder, vocabulary, length_penalty=length_penalty,
                                    precision=precision)
-        heads = load_tag_heads(model_dir)
+        if extra_tag_heads:
+            heads = load_tag_heads(model_dir)
+        else:  # not even read: the extra heads' networks cost memory and load time
+            heads = [head for head in [load_tag_head(model_dir)] if head is not None]
         tag_head = heads[0] if heads else None
         if tag_head is not None and tag_head.tap and tag_head.encoder != info.encoder["name"]:
             raise ArtifactError(f"{model_dir}: the tag head continues encoder {tag_head.encoder!r} "
                                 f"but the model's encoder is {info.encoder['name']!r}")
         extra_heads = []
-        for head in heads[1:] if extra_tag_heads else []:
+        for head in heads[1:]:
             try:  # an extra head runs its own encoder (e.g. EfficientNet-Lite2's weights package)
                 extra_heads.append((head, build_encoder(
                     head.encoder, weights=None if encoder_weights is None else "default")))
