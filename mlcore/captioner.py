@@ -165,16 +165,10 @@ class Captioner:
         All views go through the encoder as one batch; the plain view's forward pass is the
         captioner's own (with a ``tap``, the head continues from an inner layer of it).
         """
-        head = self.tag_head
-        if head is None:
+        if self.tag_head is None:
             return self.encoder.encode(np.stack(loaded)), None
-        batch = np.stack([apply_view(image, view) for view in head.views for image in loaded])
-        if head.tap:
-            pooled, maps = self.encoder.encode_tapped(batch, head.tap)
-        else:
-            pooled = maps = self.encoder.encode(batch)
-        count = len(loaded)
-        return pooled[:count], [maps[start:start + count] for start in range(0, len(batch), count)]
+        pooled, per_view = _encode_views(self.encoder, self.tag_head, loaded)
+        return pooled[:len(loaded)], per_view
 
     @staticmethod
     def _encode_for(head: TagHead, encoder, loaded: list[np.ndarray]) -> list[np.ndarray]:
@@ -187,10 +181,7 @@ class Captioner:
         resized = [image if image.shape[0] == size else
                    np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
                    for image in loaded]
-        batch = np.stack([apply_view(image, view) for view in head.views for image in resized])
-        maps = encoder.encode_tapped(batch, head.tap)[1] if head.tap else encoder.encode(batch)
-        count = len(loaded)
-        return [maps[start:start + count] for start in range(0, len(batch), count)]
+        return _encode_views(encoder, head, resized)[1]
 
     def suggest(self, images: Sequence, beam_width: int | None = None,
                 config: ExtractorConfig | None = None) -> list[Suggestion | ImageError]:
@@ -208,3 +199,16 @@ class Captioner:
             results.append(Suggestion(caption_set.caption, caption_set.captions,
                                       caption_set.log_probs, hashtags, self.model_version, timings))
         return results
+
+
+def _encode_views(encoder, head: TagHead, images: list[np.ndarray],
+                  ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One encoder batch over every view of ``head``: the pooled features of all rows (view-major,
+    so the first ``len(images)`` are the plain view) and, per view, what the head reads."""
+    batch = np.stack([apply_view(image, view) for view in head.views for image in images])
+    if head.tap:
+        pooled, maps = encoder.encode_tapped(batch, head.tap)
+    else:
+        pooled = maps = encoder.encode(batch)
+    count = len(images)
+    return pooled, [maps[start:start + count] for start in range(0, len(batch), count)]

@@ -148,7 +148,7 @@ def run_evaluate(args) -> int:
     from training.evaluate import evaluate_caption_sets, human_tag_scores
     from training.feature_cache import FeatureCache
     from training.flickr8k import Flickr8k
-    from training.train import head_view_inputs
+    from training.train import heads_inputs
 
     model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     try:
@@ -187,11 +187,9 @@ def run_evaluate(args) -> int:
             except ValueError as error:
                 print(f"error: --tag-views: {error}", file=sys.stderr)
                 return 2
-        paths = [examples[i].image_path for i in keep]
-        head_inputs = [head_view_inputs(tag_head, features[keep], paths, info.encoder["name"],
-                                        args.cache_dir)]
-        head_inputs += [head_view_inputs(member, None, paths, member.encoder, args.cache_dir)
-                        for member in tag_heads[1:]]  # extra heads read their own encoder
+        head_inputs = heads_inputs(tag_heads, features[keep],
+                                   [examples[i].image_path for i in keep], info.encoder["name"],
+                                   args.cache_dir)
         heads = average_probabilities(tag_heads, head_inputs)
     scores = evaluate_caption_sets([examples[i].captions for i in keep], caption_sets,
                                    tag_probabilities=heads)
@@ -216,7 +214,7 @@ def run_tag_head(args) -> int:
     from mlcore.views import check_views
     from training.flickr8k import Flickr8k
     from training.tag_head import finetune_tag_head, train_tag_head
-    from training.train import (TrainConfig, compute_features, evaluate_decoder, head_view_inputs,
+    from training.train import (TrainConfig, compute_features, evaluate_decoder, heads_inputs,
                                 tag_head_inputs)
 
     info, decoder, vocabulary = load_artifact(args.model)
@@ -274,17 +272,14 @@ def run_tag_head(args) -> int:
     caption_config = dataclasses.replace(config, encoder=captioner_encoder)
     (dev_features,), dev_examples = compute_features(caption_config,
                                                      dataset.split("dev").examples, ("plain",))
-    dev_paths = [e.image_path for e in dev_examples]
-    dev_inputs = [head_view_inputs(heads[0], dev_features, dev_paths, captioner_encoder,
-                                   args.cache_dir)]
-    dev_inputs += [head_view_inputs(member, None, dev_paths, member.encoder, args.cache_dir)
-                   for member in heads[1:]]
+    dev_inputs = heads_inputs(heads, dev_features, [e.image_path for e in dev_examples],
+                              captioner_encoder, args.cache_dir)
     metrics = evaluate_decoder(decoder, vocabulary, heads, dev_features, dev_examples, config,
                                head_inputs=dev_inputs)
     manifest_path = Path(args.model) / MODEL_FILE
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     manifest["training"]["dev_metrics"] = metrics
-    key = f"tag_head_{config.encoder}" if extra else "tag_head"
+    key = member_dir(args.model, config.encoder).name if extra else "tag_head"
     manifest["training"][key] = {"epochs": args.epochs, "units": args.units,
                                         "tags": len(head.tags), "finetune_tap": head.tap,
                                         "finetune_epochs": args.finetune_epochs if head.tap else 0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlcore.artifact import read_info
+from mlcore.tag_head import MEMBER_PREFIX
 
 KNOWN_LIMITS = """\
 - Trained on Flickr8k only: 6,000 photos of mostly people, dogs, children and outdoor sports
@@ -36,8 +37,8 @@ def _tag_head_lines(training: dict) -> str:
     """The tag head, then each extra head (``tag_head_<encoder>`` recipes), one bullet each."""
     lines = _tag_head_line(training.get("tag_head"))
     for key in sorted(training):
-        if key.startswith("tag_head_") and isinstance(training[key], dict):
-            encoder = key[len("tag_head_"):]
+        if key.startswith(MEMBER_PREFIX) and isinstance(training[key], dict):
+            encoder = key[len(MEMBER_PREFIX):]
             lines += _tag_head_line(training[key], f"Extra tag head on `{encoder}`, averaged "
                                                    f"with the first")
     return lines

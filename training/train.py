@@ -12,6 +12,7 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -156,21 +157,27 @@ def head_view_inputs(tag_head, features: np.ndarray, image_paths, encoder_name: 
             for view in tag_head.views]
 
 
+def heads_inputs(tag_heads, features: np.ndarray, image_paths, encoder_name: str,
+                 cache_dir=None) -> list[list[np.ndarray]]:
+    """:func:`head_view_inputs` for the artifact's head (on ``encoder_name``, the captioner's,
+    whose pooled ``features`` it may reuse) and each extra head (on its own encoder)."""
+    return [head_view_inputs(head, features if index == 0 else None, image_paths,
+                             encoder_name if index == 0 else head.encoder, cache_dir)
+            for index, head in enumerate(tag_heads)]
 
-def evaluate_decoder(decoder, vocabulary, tag_head, features, examples, config,
-                     head_inputs: np.ndarray | None = None) -> dict:
-    """Dev metrics for greedy and the configured beam, with the tag head when there is one.
 
-    ``head_inputs``: what the tag head reads, one array per view of the head
-    (:func:`head_view_inputs`); default ``features``.
+def evaluate_decoder(decoder, vocabulary, tag_heads, features, examples, config,
+                     head_inputs: Sequence | None = None) -> dict:
+    """Dev metrics for greedy and the configured beam, with the tag heads when there are any.
+
+    ``tag_heads``: the artifact's head and its extra heads (:func:`mlcore.tag_head.load_tag_heads`;
+    empty: none). ``head_inputs``: what each head reads (:func:`heads_inputs`); default
+    ``features`` for each.
     """
     step_decoder = StepDecoder(decoder, vocabulary, length_penalty=config.length_penalty)
     references = [example.captions for example in examples]
-    head_inputs = features if head_inputs is None else head_inputs
-    if isinstance(tag_head, (list, tuple)):  # the artifact's head and its extra heads
-        heads = average_probabilities(tag_head, head_inputs) if tag_head else None
-    else:
-        heads = tag_head.probabilities(head_inputs) if tag_head is not None else None
+    head_inputs = [features] * len(tag_heads) if head_inputs is None else head_inputs
+    heads = average_probabilities(tag_heads, head_inputs) if tag_heads else None
     # The decoder's precision is "auto" (bfloat16 products on hardware that has them), so the
     # recorded metrics say which one produced them.
     return {f"beam{width}": {**evaluate_caption_sets(references,
@@ -258,7 +265,8 @@ def train(config: TrainConfig) -> Path:
                                   epochs=config.tag_head_epochs, min_images=config.tag_min_images,
                                   seed=config.seed)
     if config.evaluate_dev and dev_examples:
-        metadata["dev_metrics"] = evaluate_decoder(decoder, vocabulary, tag_head, dev_features,
+        metadata["dev_metrics"] = evaluate_decoder(decoder, vocabulary,
+                                                   [tag_head] if tag_head else [], dev_features,
                                                    dev_examples, config)
     encoder = {"name": spec.name, "input_size": spec.input_size, "feature_dim": spec.feature_dim,
                "preprocessing": spec.preprocessing}
