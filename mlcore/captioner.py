@@ -148,9 +148,7 @@ class Captioner:
             caption_sets = self.caption_features(features, beam_width)
             if self.tag_head is not None:
                 head_probabilities = average_probabilities(
-                    [self.tag_head] + [head for head, _ in self.extra_heads],
-                    [head_inputs] + [self._encode_for(head, encoder, loaded)
-                                     for head, encoder in self.extra_heads])
+                    [self.tag_head] + [head for head, _ in self.extra_heads], head_inputs)
             encode_seconds = encoded_at - decoded_at
             decode_seconds = time.perf_counter() - encoded_at
         per_image = max(len(loaded), 1)
@@ -159,16 +157,19 @@ class Captioner:
         return [item if isinstance(item, ImageError)
                 else (caption_sets[item], head_probabilities[item], timings) for item in outcome]
 
-    def _encode(self, loaded: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray] | None]:
-        """The captioner's pooled features and, per view of the tag head, what the head reads.
+    def _encode(self, loaded: list[np.ndarray],
+                ) -> tuple[np.ndarray, list[list[np.ndarray]] | None]:
+        """The captioner's pooled features and, per tag head and view, what the head reads.
 
-        All views go through the encoder as one batch; the plain view's forward pass is the
-        captioner's own (with a ``tap``, the head continues from an inner layer of it).
+        All views of the first head go through the captioner's encoder as one batch; the plain
+        view's forward pass is the captioner's own (with a ``tap``, the head continues from an
+        inner layer of it). Extra heads then run their own encoders.
         """
         if self.tag_head is None:
             return self.encoder.encode(np.stack(loaded)), None
         pooled, per_view = _encode_views(self.encoder, self.tag_head, loaded)
-        return pooled[:len(loaded)], per_view
+        extra = [self._encode_for(head, encoder, loaded) for head, encoder in self.extra_heads]
+        return pooled[:len(loaded)], [per_view] + extra
 
     @staticmethod
     def _encode_for(head: TagHead, encoder, loaded: list[np.ndarray]) -> list[np.ndarray]:
