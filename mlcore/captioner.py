@@ -23,7 +23,11 @@ __all__ = ["Captioner", "CaptionSet", "Suggestion", "ArtifactError", "ImageError
 
 @dataclass
 class Suggestion:
-    """What one image gets: the best caption, the beam's captions and the ranked hashtags."""
+    """What one image gets: the best caption, the beam's captions and the ranked hashtags.
+
+    ``caption_confidence`` in [0, 1]: how far the caption agrees with what the classifier and
+    tag heads see (:func:`mlcore.fusion.caption_confidence`); below
+    :data:`mlcore.fusion.LOW_CAPTION_CONFIDENCE` the caption should not be shown as fact."""
 
     caption: str
     captions: list[str]
@@ -31,9 +35,11 @@ class Suggestion:
     hashtags: list[Hashtag]
     model_version: str
     timings: dict[str, float] = field(default_factory=dict)
+    caption_confidence: float = 1.0
 
     def as_dict(self) -> dict:
         return {"caption": self.caption, "captions": self.captions,
+                "caption_confidence": self.caption_confidence,
                 "hashtags": [tag.as_dict() for tag in self.hashtags],
                 "model_version": self.model_version}
 

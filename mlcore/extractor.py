@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_EXTRA_STOPWORDS",
     "MAX_TAG_LENGTH",
     "MAX_TAGS_LIMIT",
+    "SOURCES",
     "ExtractorConfig",
     "Hashtag",
     "extract_hashtags",
@@ -352,20 +353,27 @@ class ExtractorConfig:
             raise ValueError(f"min_score must be between 0 and 1, got {self.min_score}")
 
 
+#: Where a suggested tag's evidence came from: the beam's captions, the tag heads, the encoder's
+#: ImageNet classifier (:mod:`mlcore.classes`).
+SOURCES: tuple[str, ...] = ("caption", "tag_head", "classifier")
+
+
 @dataclass(frozen=True)
 class Hashtag:
-    """One suggested tag: ``tag`` is ``"#dog"``-style, ``score`` in [0, 1] (share of the beam)."""
+    """One suggested tag: ``tag`` is ``"#dog"``-style, ``score`` in [0, 1]; ``sources`` (a subset
+    of :data:`SOURCES`, in that order) say why it is suggested."""
 
     tag: str
     score: float
+    sources: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         """The tag without its ``#`` (what tag models and URLs store)."""
         return self.tag[1:]
 
-    def as_dict(self) -> dict[str, str | float]:
-        return {"tag": self.tag, "score": self.score}
+    def as_dict(self) -> dict[str, str | float | list[str]]:
+        return {"tag": self.tag, "score": self.score, "sources": list(self.sources)}
 
 
 @lru_cache(maxsize=1)
