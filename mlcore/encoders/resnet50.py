@@ -18,6 +18,8 @@ import numpy as np
 if TYPE_CHECKING:
     import keras
 
+    from mlcore.encoders import ImageNetHead
+
 __all__ = [
     "INPUT_SIZE",
     "FEATURE_DIM",
@@ -31,9 +33,11 @@ __all__ = [
 INPUT_SIZE = 224
 FEATURE_DIM = 2048
 WEIGHTS_ENV_VAR = "MLCORE_RESNET50_WEIGHTS"
-IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+# The file with the top: the ImageNet classifier comes from the same download as the features.
+IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
 IMAGENET_WEIGHTS_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/resnet/{IMAGENET_WEIGHTS_FILE}"
-IMAGENET_WEIGHTS_MD5 = "4d473c1dd8becc155b73f8504c6f6626"  # Keras' own hash for the no-top file
+IMAGENET_WEIGHTS_MD5 = "2cb95161c43110f7111970584f804107"  # Keras' own hash for that file
+CLASSIFIER_LAYER = "predictions"
 HOW_TO_FIX = (
     f'set {WEIGHTS_ENV_VAR} (or HASHTAGS["RESNET50_WEIGHTS"] in Django) to a local weights file'
 )
@@ -88,22 +92,47 @@ def _existing_file(path: str | os.PathLike, source: str) -> Path:
     return resolved
 
 
-def build_resnet50(weights: str | os.PathLike | None = "default") -> "keras.Model":
-    """Preprocessed ``(N, 224, 224, 3)`` float32 → ``(N, 2048)`` average-pooled features."""
+def _has_classifier(path: Path) -> bool:
+    """Whether a Keras weights file holds the top: a legacy ``.h5`` names its layers
+    (``predictions``); a Keras 3 ``.weights.h5`` names them by class, and only the top is ``dense``."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            legacy_names = set(handle.keys())
+            keras3_names = set(handle["layers"].keys()) if "layers" in handle else set()
+    except OSError:
+        return False  # not HDF5: load_weights below says so with the setting to fix
+    return CLASSIFIER_LAYER in legacy_names or "dense" in keras3_names
+
+
+def build_resnet50(weights: str | os.PathLike | None = "default",
+                   ) -> tuple["keras.Model", "ImageNetHead | None"]:
+    """Preprocessed ``(N, 224, 224, 3)`` float32 → ``(N, 2048)`` average-pooled features, and the
+    ImageNet classifier when the weights file has the top (Keras' ImageNet download does)."""
     import keras
 
-    from mlcore.encoders import EncoderWeightsError
+    from mlcore.encoders import EncoderWeightsError, ImageNetHead
 
     path = resolve_weights_path(weights)
-    model = keras.applications.ResNet50(
-        include_top=False, weights=None, input_shape=(INPUT_SIZE, INPUT_SIZE, 3), pooling="avg"
-    )
-    if path is not None:
-        try:
-            model.load_weights(path)
-        except Exception as error:
-            raise EncoderWeightsError(
-                f"cannot load ResNet50 weights from {path}: {error}; {HOW_TO_FIX} "
-                "(a no-top ResNet50 .h5 or .weights.h5 file)"
-            ) from error
-    return model
+    with_top = path is not None and _has_classifier(path)
+    if with_top:
+        full = keras.applications.ResNet50(include_top=True, weights=None,
+                                           input_shape=(INPUT_SIZE, INPUT_SIZE, 3))
+        model = keras.Model(full.inputs, full.get_layer("avg_pool").output, name="resnet50")
+    else:
+        full = model = keras.applications.ResNet50(
+            include_top=False, weights=None, input_shape=(INPUT_SIZE, INPUT_SIZE, 3), pooling="avg")
+    if path is None:
+        return model, None
+    try:
+        full.load_weights(path)
+    except Exception as error:
+        raise EncoderWeightsError(
+            f"cannot load ResNet50 weights from {path}: {error}; {HOW_TO_FIX} "
+            "(a ResNet50 .h5 or .weights.h5 file, with or without its top)"
+        ) from error
+    if not with_top:
+        return model, None
+    kernel, bias = full.get_layer(CLASSIFIER_LAYER).get_weights()
+    return model, ImageNetHead(np.asarray(kernel, np.float32), np.asarray(bias, np.float32))

@@ -154,6 +154,27 @@ def test_lite0_encoder_features_feed_the_imagenet_head(lite0: Encoder, lite0_cla
     np.testing.assert_allclose(softmax, expected, atol=1e-4)
 
 
+def test_lite0_encoder_classifies_from_the_features_it_already_computed(
+    lite0: Encoder, lite0_classifier, photos
+) -> None:
+    """The ImageNet head reads ``encode``'s pooled features: no second CNN pass, same numbers
+    as the whole classifier network."""
+    assert lite0.imagenet_head is not None
+    probabilities = lite0.classify(lite0.encode(photos))
+    expected = np.asarray(lite0_classifier(efficientnet_lite.preprocess(photos), training=False))
+    np.testing.assert_allclose(probabilities, expected, atol=1e-4)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert int(probabilities[0].argmax()) in CAT_CLASSES
+    assert int(probabilities[1].argmax()) in COFFEE_CLASSES
+
+
+def test_encoders_without_classifier_weights_say_so(photos: np.ndarray) -> None:
+    random_encoder = build_encoder("efficientnet_lite0", weights=None)
+    assert random_encoder.imagenet_head is None
+    with pytest.raises(ValueError, match="without ImageNet classifier weights"):
+        random_encoder.classify(np.zeros((1, 1280), np.float32))
+
+
 def test_lite0_batched_encoding_matches_one_at_a_time(lite0: Encoder, photos: np.ndarray) -> None:
     images = np.concatenate([photos, photos[::-1, ::-1]])  # 8 images, batch 3 leaves a remainder
     batched = lite0.encode(images, batch_size=3)
@@ -254,6 +275,36 @@ def test_resnet50_loads_keras_legacy_h5_like_the_imagenet_file(random_resnet: En
     np.testing.assert_allclose(
         loaded.encode(random_images[:1]), random_resnet.encode(random_images[:1]), rtol=1e-5, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["keras3", "legacy_h5"])
+def test_resnet50_weights_with_the_top_give_the_imagenet_classifier(random_images, tmp_path, legacy) -> None:
+    """Keras' ``include_top`` file: features from ``avg_pool`` and class probabilities from the
+    same file and forward pass, equal to the whole Keras classifier's output."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    full = keras.applications.ResNet50(include_top=True, weights=None)
+    weights_file = tmp_path / ("resnet50_top.h5" if legacy else "resnet50_top.weights.h5")
+    if legacy:
+        with h5py.File(weights_file, "w") as handle:
+            legacy_h5_format.save_weights_to_hdf5_group(handle, full)
+    else:
+        full.save_weights(weights_file)
+    encoder = build_encoder("resnet50", weights=weights_file)
+    assert encoder.imagenet_head is not None
+    features = encoder.encode(random_images)
+    assert features.shape == (3, 2048)
+    expected = np.asarray(full(resnet50.preprocess(random_images), training=False))
+    np.testing.assert_allclose(encoder.classify(features), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_resnet50_weights_without_the_top_have_no_classifier(random_resnet: Encoder, tmp_path) -> None:
+    weights_file = tmp_path / "resnet50.weights.h5"
+    random_resnet.model.save_weights(weights_file)
+    assert random_resnet.imagenet_head is None
+    assert build_encoder("resnet50", weights=weights_file).imagenet_head is None
 
 
 def test_resnet50_offline_without_setting_names_the_env_var(tmp_path: Path, monkeypatch) -> None:
