@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from mlcore.classes import verb_forms
 from mlcore.nltk_setup import english_stopwords
 from mlcore.text import ascii_fold, clean_caption
 
@@ -31,6 +32,7 @@ __all__ = [
     "ExtractorConfig",
     "Hashtag",
     "extract_hashtags",
+    "canonical_word",
     "normalize_tag",
     "singularize",
 ]
@@ -269,6 +271,13 @@ def singularize(word: str) -> str:
     return word[:-1]  # dogs → dog, boys → boy, horses → horse, waves → wave, shoes → shoe
 
 
+def canonical_word(word: str) -> str:
+    """One form per word: singular nouns, and the ``-ing`` form for a verb's forms (``climbs``,
+    ``climb`` → ``climbing``; :mod:`mlcore.classes` says which verbs and why that form)."""
+    singular = singularize(word)
+    return verb_forms().get(singular, singular)
+
+
 # --- tags ------------------------------------------------------------------------------------
 
 _NON_SLUG = re.compile(r"[^a-z0-9]+")
@@ -290,7 +299,7 @@ def normalize_tag(text: str) -> str | None:
     tag = _NON_SLUG.sub("", ascii_fold(text).lower())
     if not tag:
         return None
-    tag = singularize(tag)
+    tag = canonical_word(tag)
     return tag if _is_valid_tag(tag) else None
 
 
@@ -405,7 +414,7 @@ def _caption_tags(caption: str, config: ExtractorConfig, stopwords: frozenset[st
     for token in clean_caption(caption):
         if token in stopwords or token in config.extra_stopwords or token in config.blocklist:
             continue
-        tag = singularize(token)
+        tag = canonical_word(token)
         if (
             tag in seen
             or not _is_valid_tag(tag)

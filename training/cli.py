@@ -1,4 +1,4 @@
-"""``python -m training features|train|evaluate`` — the training pipeline's command line."""
+"""``python -m training features|train|evaluate|...`` — the training pipeline's command line."""
 
 from __future__ import annotations
 
@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     card = commands.add_parser("card", help="write MODEL_CARD.md from an artifact's metadata")
     card.add_argument("--model", required=True)
     card.add_argument("--notes", default="", help="a Markdown file with extra notes to include")
+
+    wordnet = commands.add_parser("wordnet-data", help="regenerate mlcore's ImageNet class tags "
+                                                       "and verb forms from WordNet 3.0")
+    wordnet.add_argument("--wordnet", default="/usr/share/wordnet",
+                         help="WordNet database directory (Debian: wordnet-base + "
+                              "wordnet-sense-index; default: %(default)s)")
     return parser
 
 
@@ -299,9 +305,17 @@ def run_card(args) -> int:
     return 0
 
 
+def run_wordnet_data(args) -> int:
+    from training.wordnet_tags import write
+
+    for path in write(Path(args.wordnet)):
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     handler = {"features": run_features, "train": run_train, "evaluate": run_evaluate,
-               "card": run_card, "tag-head": run_tag_head}
+               "card": run_card, "tag-head": run_tag_head, "wordnet-data": run_wordnet_data}
     return handler[args.command](args)

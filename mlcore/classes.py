@@ -1,0 +1,86 @@
+"""ImageNet classes as hashtags, and verb forms as one tag: the word data generated from WordNet.
+
+Both files in ``mlcore/data/`` are written once by ``python -m training wordnet-data``
+(:mod:`training.wordnet_tags` documents the rules), so no machine needs WordNet or NLTK corpora
+at run time. A class's tags are its own name and the hypernyms people tag with
+(``golden retriever`` → ``#goldenretriever #dog``); a tag's classifier probability is the summed
+probability of the classes that carry it, so ``#dog`` gathers every breed's share.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+CLASS_TAGS_FILE = DATA_DIR / "imagenet_tags.json"
+VERB_FORMS_FILE = DATA_DIR / "verb_forms.json"
+CLASS_COUNT = 1000
+
+
+def _read(path: Path, format_name: str) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise RuntimeError(f"mlcore's word data {path} is missing or unreadable ({error}); reinstall "
+                           "the package or regenerate it with `python -m training wordnet-data`") from None
+    if data.get("format") != format_name:
+        raise RuntimeError(f"{path}: expected format {format_name!r}, got {data.get('format')!r}")
+    return data
+
+
+@lru_cache(maxsize=1)
+def verb_forms() -> dict[str, str]:
+    """Base verb → the ``-ing`` form that stands for all its forms (``climb`` → ``climbing``)."""
+    return dict(_read(VERB_FORMS_FILE, "mlcore.verb_forms/1")["forms"])
+
+
+@dataclass(frozen=True)
+class ImageNetClass:
+    wnid: str
+    name: str
+    tags: tuple[str, ...]  # suggested, best first: the class's own name, then hypernyms
+    hits: frozenset[str]  # words that name the class for evaluation (own lemmas + specific hypernyms)
+
+
+@lru_cache(maxsize=1)
+def imagenet_classes() -> tuple[ImageNetClass, ...]:
+    """The 1,000 ImageNet-1k classes in class-index order."""
+    entries = _read(CLASS_TAGS_FILE, "mlcore.imagenet_tags/1")["classes"]
+    if len(entries) != CLASS_COUNT:
+        raise RuntimeError(f"{CLASS_TAGS_FILE}: {len(entries)} classes, expected {CLASS_COUNT}")
+    return tuple(ImageNetClass(entry["wnid"], entry["name"], tuple(entry["tags"]),
+                               frozenset(entry["hits"])) for entry in entries)
+
+
+class ClassTagMap:
+    """Class probabilities → tag probabilities: one sparse 0/1 matrix, classes × tags.
+
+    A tag's probability is the sum over the classes that carry it (capped at 1), i.e. the
+    classifier's probability that the photo shows something of that kind. ``own`` marks, per
+    tag, whether it is some class's own name (``goldenretriever``) rather than only a hypernym
+    (``dog``): the fusion calibrates the two kinds separately.
+    """
+
+    def __init__(self, classes: tuple[ImageNetClass, ...]) -> None:
+        self.tags: list[str] = sorted({tag for entry in classes for tag in entry.tags})
+        index = {tag: position for position, tag in enumerate(self.tags)}
+        self.matrix = np.zeros((len(classes), len(self.tags)), np.float32)
+        self.own = np.zeros(len(self.tags), bool)
+        for row, entry in enumerate(classes):
+            for position, tag in enumerate(entry.tags):
+                self.matrix[row, index[tag]] = 1.0
+                self.own[index[tag]] |= position == 0
+
+    def tag_probabilities(self, class_probabilities: np.ndarray) -> np.ndarray:
+        """``(N, 1000)`` → ``(N, len(tags))`` in [0, 1]."""
+        return np.minimum(np.asarray(class_probabilities, np.float32) @ self.matrix, 1.0)
+
+
+@lru_cache(maxsize=1)
+def class_tag_map() -> ClassTagMap:
+    return ClassTagMap(imagenet_classes())
