@@ -42,4 +42,13 @@ def check_settings(app_configs=None, **kwargs):
     if not isinstance(hashtags_settings.EXTRA_TAG_HEADS, bool):
         errors.append(checks.Error("HASHTAGS['EXTRA_TAG_HEADS'] must be True or False.",
                                    id="hashtags.E006"))
+    if not _is_fraction(hashtags_settings.MIN_CAPTION_CONFIDENCE):
+        errors.append(checks.Error(
+            f"HASHTAGS['MIN_CAPTION_CONFIDENCE'] must be a number within [0, 1], "
+            f"got {hashtags_settings.MIN_CAPTION_CONFIDENCE!r}.", id="hashtags.E007"))
     return errors
+
+
+def _is_fraction(value: object) -> bool:
+    """A real number in [0, 1] (not a bool, a string or NaN, which would compare wrongly later)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
+from mlcore.fusion import LOW_CAPTION_CONFIDENCE
 
 DEFAULTS: dict[str, Any] = {
     # Image fields to watch, as "app_label.Model.field". Saving one of these models with a new image
@@ -40,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "EXTRA_TAG_HEADS": True,
     "MAX_TAGS": 10,
     "MIN_SCORE": 0.05,
+    # Captions whose confidence (agreement with the tag heads and the classifier, in [0, 1]) is
+    # below this are shown as a guess ("Possibly: ..."), not as fact, in the admin, API and demo.
+    "MIN_CAPTION_CONFIDENCE": LOW_CAPTION_CONFIDENCE,
     # Extra tags (with or without '#') that are never suggested, on top of mlcore's blocklist.
     "BLOCKLIST": [],
     # How analyses run: "celery" (a worker on QUEUE), "thread" (a background thread in this process,

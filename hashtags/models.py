@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
+from . import explain
 from .tags import canonical_name, display
 
 
@@ -135,6 +136,12 @@ class ImageAnalysis(models.Model):
     status = models.CharField(max_length=10, choices=AnalysisStatus.choices, default=AnalysisStatus.PENDING)
     error = models.TextField(blank=True)
     caption = models.TextField(blank=True)
+    caption_confidence = models.FloatField(
+        null=True, blank=True,
+        help_text=_("How far the caption agrees with the tag heads and the classifier, in [0, 1]; "
+                    "empty when not known (an analysis that never finished, or one made before "
+                    "confidences were recorded)."),
+    )
     captions = models.JSONField(default=list, blank=True)
     corrected_caption = models.TextField(
         null=True, blank=True, help_text=_("A person's correction of the generated caption.")
@@ -171,6 +178,11 @@ class ImageAnalysis(models.Model):
             return (self.finished - self.started).total_seconds()
         return None
 
+    @property
+    def caption_is_uncertain(self) -> bool:
+        """The generated caption is too unsure to be shown as fact (see :mod:`hashtags.explain`)."""
+        return explain.caption_is_uncertain(self.caption_confidence)
+
     def mark_failed(self, error: str) -> None:
         self.status = AnalysisStatus.FAILED
         self.error = error[:2000]
@@ -197,6 +209,11 @@ class Suggestion(models.Model):
     hashtag = models.ForeignKey(Hashtag, on_delete=models.PROTECT, related_name="suggestions")
     score = models.FloatField(null=True, blank=True, help_text=_("Model score in [0, 1]; empty when added."))
     rank = models.PositiveSmallIntegerField(null=True, blank=True)
+    sources = models.JSONField(
+        default=list, blank=True,
+        help_text=_("Why it was suggested: names from hashtags.explain.SOURCES (caption, tag_head, "
+                    "classifier, feedback); empty when added by a person or suggested before this was recorded."),
+    )
     state = models.CharField(max_length=10, choices=SuggestionState.choices, default=SuggestionState.PENDING)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -220,6 +237,11 @@ class Suggestion(models.Model):
     @property
     def is_accepted(self) -> bool:
         return self.state in ACCEPTED_STATES
+
+    @property
+    def source_labels(self) -> list[str]:
+        """Why it was suggested, in words (admin "why" column, demo page)."""
+        return explain.source_labels(self.sources or ())
 
     @property
     def is_edited(self) -> bool:

@@ -81,3 +81,19 @@ def test_extra_tag_heads_must_be_a_bool():
         assert [e.id for e in check_settings()] == ["hashtags.E006"]
     with override_settings(HASHTAGS={"EXTRA_TAG_HEADS": False}):
         assert check_settings() == []
+
+
+def test_min_caption_confidence_defaults_to_mlcores_and_must_be_a_fraction():
+    from mlcore.fusion import LOW_CAPTION_CONFIDENCE
+
+    from hashtags.checks import check_settings
+
+    assert hashtags_settings.MIN_CAPTION_CONFIDENCE == LOW_CAPTION_CONFIDENCE
+    for bad in (1.5, -0.1, "0.5", None, True, float("nan")):
+        with override_settings(HASHTAGS={"MIN_CAPTION_CONFIDENCE": bad}):
+            errors = check_settings()
+            assert [e.id for e in errors] == ["hashtags.E007"], bad
+            assert "MIN_CAPTION_CONFIDENCE" in errors[0].msg
+    for good in (0, 0.35, 1):
+        with override_settings(HASHTAGS={"MIN_CAPTION_CONFIDENCE": good}):
+            assert check_settings() == [], good

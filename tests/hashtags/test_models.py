@@ -157,3 +157,10 @@ def test_tags_without_analysis_and_deleting_the_post(recording, make_post, user)
     post.delete()
     tag.refresh_from_db()
     assert tag.usage_count == 0 and not AcceptedTag.objects.exists()
+
+
+def test_migrations_match_the_models():
+    """A model change without its migration fails here, not in a user's ``migrate``."""
+    from django.core.management import call_command
+
+    call_command("makemigrations", "hashtags", "--check", "--dry-run", verbosity=0)
