@@ -140,7 +140,9 @@ def _record_unreadable(key: dict, image_name: str, error: str) -> ImageAnalysis:
 
 @transaction.atomic
 def _store(analysis_pk: int, result, timings: dict) -> None:
-    """Replace the pending suggestions with the new ones; keep decisions people already made."""
+    """Replace the pending suggestions with the new ones; keep decisions people already made (their
+    score, rank and sources follow the new result). ``result`` is an mlcore Suggestion whose
+    hashtags are mlcore Hashtags or re-ranked :class:`~hashtags.reranker.RankedTag` s."""
     analysis = ImageAnalysis.objects.select_for_update().get(pk=analysis_pk)
     analysis.suggestions.filter(state=SuggestionState.PENDING).delete()
     decided = {s.hashtag_id: s for s in analysis.suggestions.all()}
@@ -157,16 +159,18 @@ def _store(analysis_pk: int, result, timings: dict) -> None:
             continue
         seen.add(tag.pk)
         rank += 1
-        score = float(hashtag.score)
+        score, sources = float(hashtag.score), list(hashtag.sources)
         if tag.pk in decided:
-            Suggestion.objects.filter(pk=decided[tag.pk].pk).update(score=score, rank=rank)
+            Suggestion.objects.filter(pk=decided[tag.pk].pk).update(score=score, rank=rank, sources=sources)
             continue
         suggestion = Suggestion.objects.create(
-            analysis=analysis, hashtag=tag, score=score, rank=rank, model_version=analysis.model_version
+            analysis=analysis, hashtag=tag, score=score, rank=rank, sources=sources,
+            model_version=analysis.model_version,
         )
         if auto_accept is not None and score >= auto_accept:
             to_accept.append(suggestion)
     analysis.caption = result.caption
+    analysis.caption_confidence = float(result.caption_confidence)
     analysis.captions = list(result.captions)
     analysis.timings = timings
     analysis.status, analysis.error, analysis.finished = "done", "", timezone.now()

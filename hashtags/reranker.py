@@ -27,9 +27,11 @@ on everything; the numbers are in its ``metadata``.
 **How it is used.** :func:`hashtags.analysis.run_analysis` calls :func:`apply_to_suggestion` on
 every new analysis: when ``RERANKER_PATH`` holds a trained model the suggestions are re-ordered by
 P(keep) (their new score) and up to ``MAX_PROPOSALS`` proposable tags scoring at least
-``PROPOSE_THRESHOLD`` are added; with no file nothing changes. ``manage.py hashtags_train_reranker``
-and the ``hashtags.train_reranker`` Celery task (beat, every ``RERANKER_SCHEDULE``) train it; with
-fewer than ``RERANKER_MIN_DECISIONS`` decisions they refuse (:class:`NotEnoughFeedback`).
+``PROPOSE_THRESHOLD`` are added; with no file nothing changes. Re-ordered tags keep the sources
+the captioner gave them; a proposed tag's source is ``feedback`` (:mod:`hashtags.explain`).
+``manage.py hashtags_train_reranker`` and the ``hashtags.train_reranker`` Celery task (beat, every
+``RERANKER_SCHEDULE``) train it; with fewer than ``RERANKER_MIN_DECISIONS`` decisions they refuse
+(:class:`NotEnoughFeedback`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from .conf import hashtags_settings
+from .explain import FEEDBACK
 
 logger = logging.getLogger(__name__)
 
@@ -66,19 +69,23 @@ class NotEnoughFeedback(RuntimeError):
 
 @dataclass(frozen=True)
 class RankedTag:
-    """A suggestion after re-ranking: ``score`` is P(keep), ``model_score`` the captioner's."""
+    """A suggestion after re-ranking: ``score`` is P(keep), ``model_score`` the captioner's;
+    ``sources`` say why it is suggested, as the candidate's did (``("feedback",)`` for a tag the
+    re-ranker proposed on its own)."""
 
     tag: str
     score: float
     model_score: float | None = None
     proposed: bool = False
+    sources: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         return self.tag[1:]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"tag": self.tag, "score": self.score, "model_score": self.model_score, "proposed": self.proposed}
+        return {"tag": self.tag, "score": self.score, "model_score": self.model_score, "proposed": self.proposed,
+                "sources": list(self.sources)}
 
 
 @dataclass
@@ -133,6 +140,16 @@ def _score(tag: Any) -> float | None:
     return None if score is None else float(score)
 
 
+def _sources(tag: Any) -> tuple[str, ...]:
+    """A candidate's sources: mlcore Hashtags and RankedTags have them, pairs and strings none."""
+    return tuple(getattr(tag, "sources", ()))
+
+
+def _ranked(tag: Any, score: float) -> RankedTag:
+    """``tag`` (a candidate) re-scored, keeping its captioner score and its sources."""
+    return RankedTag(f"#{_name(tag)}", score, _score(tag), sources=_sources(tag))
+
+
 @dataclass
 class Reranker:
     vectorizer: Any
@@ -161,10 +178,7 @@ class Reranker:
         words = caption_words(captions)
         names = [_name(c) for c in candidates]
         probs = self.probabilities([features(n, words, history) for n in names])
-        ranked = [
-            (p, -i, RankedTag(f"#{n}", round(p, 6), _score(c)))
-            for i, (n, c, p) in enumerate(zip(names, candidates, probs))
-        ]
+        ranked = [(p, -i, _ranked(c, round(p, 6))) for i, (c, p) in enumerate(zip(candidates, probs))]
         if propose and self.proposable:
             blocked = {str(b).lstrip("#").lower() for b in blocklist}
             extra = [t for t in self.proposable if t not in set(names) and t not in blocked]
@@ -173,7 +187,8 @@ class Reranker:
                 ((p, t) for t, p in zip(extra, extra_probs) if p >= PROPOSE_THRESHOLD), key=lambda x: (-x[0], x[1])
             )[:MAX_PROPOSALS]
             for j, (p, t) in enumerate(chosen):
-                ranked.append((p, -(len(names) + j), RankedTag(f"#{t}", round(p, 6), None, proposed=True)))
+                ranked.append((p, -(len(names) + j),
+                               RankedTag(f"#{t}", round(p, 6), None, proposed=True, sources=(FEEDBACK,))))
         ranked.sort(key=lambda item: (-item[0], -item[1]))
         return [item[2] for item in ranked]
 
@@ -426,7 +441,7 @@ def rerank(candidates: Sequence[Any], captions: Sequence[str], user=None, *, pro
     none trained, the candidates come back in their order with their scores."""
     reranker = get_reranker()
     if reranker is None:
-        return [RankedTag(f"#{_name(c)}", _score(c) or 0.0, _score(c)) for c in candidates]
+        return [_ranked(c, _score(c) or 0.0) for c in candidates]
     from .inference import extractor_config
 
     user_id = getattr(user, "pk", user)

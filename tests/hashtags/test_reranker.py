@@ -154,25 +154,49 @@ def test_learns_preferences_and_moves_kept_tags_up_on_held_out_decisions(reviewe
     assert not any(r.tag == "#puppy" for r in dog)
 
 
-def test_analysis_hook_reorders_a_captioner_result(reviewed, hashtags_config, tmp_path, user):
+def test_analysis_hook_reorders_a_captioner_result(reviewed, hashtags_config, tmp_path, user, make_post):
     from mlcore.captioner import Suggestion as Result
     from mlcore.extractor import Hashtag
+
+    from hashtags.analysis import _store
 
     hashtags_config(RERANKER_PATH=str(tmp_path / "reranker.joblib"))
     reviewed(48, seed=3)
     reranker.train_and_save()
     captions = SCENES["dog"][0]
+    sources = {"#black": ("caption",), "#grass": ("caption", "tag_head"), "#dog": ("tag_head", "classifier")}
     result = Result(caption=captions[0], captions=list(captions), log_probs=[-1.0, -2.0, -3.0],
-                    hashtags=[Hashtag("#black", 0.9), Hashtag("#grass", 0.8), Hashtag("#dog", 0.7)],
-                    model_version="tiny", timings={"total_s": 0.1})
+                    hashtags=[Hashtag("#black", 0.9, sources["#black"]), Hashtag("#grass", 0.8, sources["#grass"]),
+                              Hashtag("#dog", 0.7, sources["#dog"])],
+                    model_version="tiny", timings={"total_s": 0.1}, caption_confidence=0.4)
     out = reranker.apply_to_suggestion(result, user.pk)
     tags = [h.tag for h in out.hashtags]
     assert tags[0] in ("#dog", "#puppy") and tags.index("#dog") < tags.index("#black")
-    assert "rerank_s" in out.timings and out.model_version == "tiny"
+    assert "rerank_s" in out.timings and out.model_version == "tiny" and out.caption_confidence == 0.4
+    # Why each tag is suggested survives the re-ordering; a proposal is the re-ranker's own.
+    assert {h.tag: h.sources for h in out.hashtags if not h.proposed} == sources
+    assert [(h.tag, h.sources) for h in out.hashtags if h.proposed] == [("#puppy", ("feedback",))]
+    # ... and is what the analysis stores.
+    post = make_post(seed=99)
+    analysis = ImageAnalysis.objects.create(content_type=content_type_for(post), object_id=str(post.pk),
+                                            field_name="image", image_sha256="f" * 64, model_version="tiny")
+    _store(analysis.pk, out, out.timings)
+    stored = {s.hashtag.tag: s.sources for s in analysis.suggestions.all()}
+    assert stored == {**{tag: list(found) for tag, found in sources.items()}, "#puppy": ["feedback"]}
     # A broken model file switches it off instead of failing analyses.
     (tmp_path / "reranker.joblib").write_bytes(b"not a model")
     assert reranker.get_reranker() is None
     assert reranker.apply_to_suggestion(result, user.pk) is result
+
+
+def test_without_a_trained_model_rerank_keeps_order_scores_and_sources(hashtags_config, tmp_path):
+    from mlcore.extractor import Hashtag
+
+    hashtags_config(RERANKER_PATH=str(tmp_path / "none.joblib"))
+    ranked = reranker.rerank([Hashtag("#dog", 0.9, ("caption", "classifier")), ("#grass", 0.5)], ["a dog"])
+    assert [(r.tag, r.score, r.sources) for r in ranked] == [("#dog", 0.9, ("caption", "classifier")),
+                                                             ("#grass", 0.5, ())]
+    assert ranked[0].as_dict()["sources"] == ["caption", "classifier"]
 
 
 def test_periodic_training_follows_the_setting(hashtags_config, tmp_path):
