@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from ..explain import SOURCE_CHOICES
 from ..models import AcceptedTag, ImageAnalysis, Suggestion
 
 
@@ -15,13 +16,42 @@ class TagImageRequestSerializer(serializers.Serializer):
     image = serializers.FileField(help_text="The image (JPEG, PNG, WebP, ...), as a multipart form field.")
 
 
+def sources_field() -> serializers.ListField:
+    """Why a tag is suggested: one schema (an array of the known source names) wherever it appears."""
+    return serializers.ListField(
+        child=serializers.ChoiceField(choices=SOURCE_CHOICES), read_only=True,
+        help_text="Why it is suggested: the evidence that put it on the list (empty for tags people added).",
+    )
+
+
+def caption_confidence_field(*, stored: bool = True) -> serializers.FloatField:
+    """Stored analyses may predate confidences (null); a fresh tag-image result always has one."""
+    unknown = "; null when not known (unfinished or older analyses)" if stored else ""
+    return serializers.FloatField(
+        allow_null=stored, read_only=True,
+        help_text=f"How far the caption agrees with the tag heads and the classifier, in [0, 1]{unknown}.",
+    )
+
+
+def caption_uncertain_field(**kwargs) -> serializers.BooleanField:
+    return serializers.BooleanField(
+        read_only=True,
+        help_text="The generated caption's confidence is below HASHTAGS['MIN_CAPTION_CONFIDENCE']: show it as "
+                  "a guess, not as fact (e.g. not as alt text). A person's corrected_caption is never uncertain.",
+        **kwargs,
+    )
+
+
 class ScoredTagSerializer(serializers.Serializer):
     tag = serializers.CharField(help_text='"#dog"')
     score = serializers.FloatField(help_text="Confidence in [0, 1].")
+    sources = sources_field()
 
 
 class TagImageResponseSerializer(serializers.Serializer):
     caption = serializers.CharField()
+    caption_confidence = caption_confidence_field(stored=False)
+    caption_uncertain = caption_uncertain_field()
     captions = serializers.ListField(child=serializers.CharField(), help_text="Beam captions, best first.")
     hashtags = ScoredTagSerializer(many=True)
     model_version = serializers.CharField()
@@ -38,11 +68,12 @@ class SuggestionSerializer(serializers.ModelSerializer):
     replaced = serializers.SerializerMethodField(help_text="The suggested tag an edit replaced.")
     decided_by = serializers.SerializerMethodField()
     post = serializers.SerializerMethodField(help_text='"app_label.model/pk" of the analysed object.')
+    sources = sources_field()
 
     class Meta:
         model = Suggestion
         fields = [
-            "id", "tag", "name", "score", "rank", "state", "replaced", "decided_by", "decided_at",
+            "id", "tag", "name", "score", "rank", "sources", "state", "replaced", "decided_by", "decided_at",
             "model_version", "analysis", "post",
         ]
         read_only_fields = fields
@@ -60,11 +91,14 @@ class SuggestionSerializer(serializers.ModelSerializer):
 
 class AnalysisSerializer(serializers.ModelSerializer):
     field = serializers.CharField(source="field_name")
+    caption_confidence = caption_confidence_field()
+    caption_uncertain = caption_uncertain_field(source="caption_is_uncertain")
 
     class Meta:
         model = ImageAnalysis
         fields = [
-            "id", "field", "status", "error", "caption", "corrected_caption", "captions", "model_version",
+            "id", "field", "status", "error", "caption", "caption_confidence", "caption_uncertain",
+            "corrected_caption", "captions", "model_version",
             "image_sha256", "timings", "attempts", "created", "started", "finished",
         ]
         read_only_fields = fields

@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from .. import services
 from ..conf import hashtags_settings
 from ..dispatch import enqueue_analysis
+from ..explain import caption_is_uncertain
 from ..models import AcceptedTag, Hashtag, HashtagOptOut, ImageAnalysis, ModelVersion, Suggestion
 from ..registry import content_type_for, content_type_key, get_watched_model, watched_fields, watched_models
 from ..tags import InvalidTag, canonical_name
@@ -130,15 +131,23 @@ class TagImageView(APIView):
             return error(f"the hashtag model is unavailable: {exc}", status.HTTP_503_SERVICE_UNAVAILABLE)
         if isinstance(result, ImageError):
             return error(str(result))
-        return Response(
-            {
-                "caption": result.caption,
-                "captions": list(result.captions),
-                "hashtags": [{"tag": h.tag, "score": round(float(h.score), 4)} for h in result.hashtags],
-                "model_version": result.model_version,
-                "timings": result.timings,
-            }
-        )
+        return Response(tag_image_payload(result))
+
+
+def tag_image_payload(result) -> dict:
+    """The tag-image answer (:class:`TagImageResponseSerializer`) for an mlcore Suggestion; a
+    function of the result alone, so that any result's answer can be checked, not just the test model's."""
+    return {
+        "caption": result.caption,
+        "caption_confidence": result.caption_confidence,
+        "caption_uncertain": caption_is_uncertain(result.caption_confidence),
+        "captions": list(result.captions),
+        "hashtags": [
+            {"tag": h.tag, "score": round(float(h.score), 4), "sources": list(h.sources)} for h in result.hashtags
+        ],
+        "model_version": result.model_version,
+        "timings": result.timings,
+    }
 
 
 # One post: analyses, suggestions, tags ---------------------------------------------------------
