@@ -14,7 +14,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from . import services, versions
+from .conf import hashtags_settings
 from .dispatch import enqueue_analysis
+from .explain import hedged_caption
 from .models import (
     AcceptedTag,
     Hashtag,
@@ -43,6 +45,22 @@ def _thumbnail(analysis: ImageAnalysis | None, size: int = 64) -> str:
     return format_html(
         '<img src="{}" alt="" style="width:{}px;height:{}px;object-fit:cover;border-radius:4px">', url, size, size
     )
+
+
+def _caption(analysis: ImageAnalysis) -> str:
+    """The generated caption, worded and styled as a guess when it is uncertain."""
+    if not analysis.caption_is_uncertain:
+        return analysis.caption
+    return format_html(
+        '<span class="hashtags-uncertain-caption" style="color:#b54708" title="{}">{}</span>',
+        _("caption confidence {confidence:.2f}, below {minimum:.2f}: not shown as fact").format(
+            confidence=analysis.caption_confidence, minimum=hashtags_settings.MIN_CAPTION_CONFIDENCE),
+        hedged_caption(analysis.caption),
+    )
+
+
+def _why(suggestion: Suggestion) -> str:
+    return ", ".join(suggestion.source_labels) or "-"
 
 
 def _object_link(analysis: ImageAnalysis) -> str:
@@ -93,7 +111,9 @@ DECISIONS = {
 
 class SuggestionAdminBase(admin.ModelAdmin):
     form = SuggestionChangeForm
-    list_display = ["thumbnail", "tag", "score_display", "rank", "state", "caption", "post", "model_version", "decided_by"]
+    list_display = [
+        "thumbnail", "tag", "score_display", "why", "rank", "state", "caption", "post", "model_version", "decided_by",
+    ]
     list_display_links = ["tag"]
     list_editable = ["state"]
     list_filter = ["state", "model_version", ("hashtag", admin.RelatedOnlyFieldListFilter), "analysis__content_type"]
@@ -101,9 +121,12 @@ class SuggestionAdminBase(admin.ModelAdmin):
     list_select_related = ["hashtag", "replaced", "decided_by", "analysis__content_type"]
     list_per_page = 50
     actions = ["accept_selected", "reject_selected", "reset_selected", "edit_selected"]
-    readonly_fields = ["thumbnail_large", "tag", "replaced", "score", "rank", "caption", "post", "model_version", "decided_by", "decided_at"]
+    readonly_fields = [
+        "thumbnail_large", "tag", "replaced", "score", "why", "rank", "caption", "post", "model_version", "decided_by",
+        "decided_at",
+    ]
     fieldsets = [
-        (None, {"fields": ["thumbnail_large", "tag", "caption", "post", "score", "rank", "model_version"]}),
+        (None, {"fields": ["thumbnail_large", "tag", "caption", "post", "score", "why", "rank", "model_version"]}),
         (_("Decision"), {"fields": ["state", "new_tag", "replaced", "decided_by", "decided_at"]}),
     ]
 
@@ -133,9 +156,13 @@ class SuggestionAdminBase(admin.ModelAdmin):
     def score_display(self, obj):
         return "-" if obj.score is None else f"{obj.score:.2f}"
 
+    @admin.display(description=_("why"))
+    def why(self, obj):
+        return _why(obj)
+
     @admin.display(description=_("caption"))
     def caption(self, obj):
-        return obj.analysis.caption
+        return _caption(obj.analysis)
 
     @admin.display(description=_("post"))
     def post(self, obj):
@@ -311,7 +338,7 @@ class HashtagAdmin(admin.ModelAdmin):
 class SuggestionInline(admin.TabularInline):
     model = Suggestion
     fk_name = "analysis"
-    fields = ["hashtag", "score", "rank", "state", "replaced", "decided_by", "decided_at"]
+    fields = ["hashtag", "score", "why", "rank", "state", "replaced", "decided_by", "decided_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -320,10 +347,17 @@ class SuggestionInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    @admin.display(description=_("why"))
+    def why(self, obj):
+        return _why(obj)
+
 
 @admin.register(ImageAnalysis)
 class ImageAnalysisAdmin(admin.ModelAdmin):
-    list_display = ["id", "thumbnail", "post", "field_name", "status", "short_error", "caption", "model_version", "duration_s", "created"]
+    list_display = [
+        "id", "thumbnail", "post", "field_name", "status", "short_error", "caption_display", "confidence",
+        "model_version", "duration_s", "created",
+    ]
     list_filter = ["status", "model_version", "content_type"]
     search_fields = ["object_id", "caption", "error", "image_sha256"]
     list_select_related = ["content_type"]
@@ -331,7 +365,8 @@ class ImageAnalysisAdmin(admin.ModelAdmin):
     inlines = [SuggestionInline]
     fields = [
         "thumbnail_large", "post", "field_name", "image_name", "image_sha256", "model_version", "status", "error",
-        "caption", "captions_display", "corrected_caption", "timings_display", "attempts", "created", "started", "finished",
+        "caption_display", "caption_confidence", "captions_display", "corrected_caption", "timings_display", "attempts",
+        "created", "started", "finished",
     ]
     readonly_fields = [f for f in fields if f != "corrected_caption"]
 
@@ -356,6 +391,14 @@ class ImageAnalysisAdmin(admin.ModelAdmin):
     @admin.display(description=_("error"))
     def short_error(self, obj):
         return (obj.error[:80] + "…") if len(obj.error) > 80 else obj.error
+
+    @admin.display(description=_("caption"), ordering="caption")
+    def caption_display(self, obj):
+        return _caption(obj)
+
+    @admin.display(description=_("caption confidence"), ordering="caption_confidence")
+    def confidence(self, obj):
+        return "-" if obj.caption_confidence is None else f"{obj.caption_confidence:.2f}"
 
     @admin.display(description=_("seconds"))
     def duration_s(self, obj):

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from hashtags import services
 from hashtags.conf import hashtags_settings
 from hashtags.dispatch import enqueue_analysis
+from hashtags.explain import UNCERTAIN_PREFIX, hedged_caption
 from hashtags.models import AcceptedTag, Hashtag, HashtagOptOut, ImageAnalysis, Suggestion
 from hashtags.registry import can_review, content_type_for
 from hashtags.tags import InvalidTag, canonical_name
@@ -84,6 +85,25 @@ def statuses_for(posts: list[Post]) -> dict[int, str]:
     for object_id, status in rows:
         found.setdefault(int(object_id), status)
     return found
+
+
+def shown_caption(analysis: ImageAnalysis | None) -> tuple[str, bool]:
+    """The caption the page shows and whether it is a guess: a person's correction is fact, the
+    generated caption is a guess when its confidence is low."""
+    if analysis is None:
+        return "", False
+    if analysis.corrected_caption:
+        return analysis.corrected_caption, False
+    return analysis.caption, analysis.caption_is_uncertain
+
+
+def photo_alt(post: Post, caption: str, uncertain: bool) -> str:
+    """Alt text of the photo: who posted it, and the caption — hedged when it is a guess, so a
+    screen reader never states an unsure caption as what the photo shows."""
+    alt = f"Photo by {post.owner.get_username()}"
+    if not caption:
+        return alt
+    return f"{alt}. {hedged_caption(caption)}" if uncertain else f"{alt}: {caption}"
 
 
 def reviewable_post(request: HttpRequest, pk: int) -> Post:
@@ -162,12 +182,16 @@ def post_detail(request: HttpRequest, pk: int) -> HttpResponse:
     accepted = (
         AcceptedTag.objects.for_object(post).select_related("hashtag", "added_by").order_by("hashtag__name")
     )
+    caption, caption_uncertain = shown_caption(analysis)
     context = {
         "post": post,
         "analysis": analysis,
         "status": status,
         "waiting": status in WAITING,
-        "caption": (analysis.corrected_caption or analysis.caption) if analysis else "",
+        "caption": caption,
+        "caption_uncertain": caption_uncertain,
+        "uncertain_prefix": UNCERTAIN_PREFIX,
+        "photo_alt": photo_alt(post, caption, caption_uncertain),
         "suggestions": suggestions,
         "accepted": accepted,
         "can_review": reviewer,
