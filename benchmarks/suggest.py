@@ -1,10 +1,13 @@
-"""What the tag heads cost: ``Captioner.suggest`` as shipped vs six views vs one backbone.
+"""What the classifier and the tag heads cost: ``Captioner.suggest`` as shipped vs without the
+ImageNet classifier vs six views vs one backbone.
 
-The shipped model's tag heads (one on the captioner's EfficientNet-Lite0, one on Lite2) read the
-plain image; ``HASHTAGS["TAG_VIEWS"]`` = the six views of ``mlcore.views.DEFAULT_TEST_VIEWS``
-makes each head average six views, and ``HASHTAGS["EXTRA_TAG_HEADS"] = False`` drops the Lite2
-head. Same model, same images, one run, side by side: images/s at batch 1 and 32 for each, and
-their ratios to the shipped configuration. Images are real photos
+The shipped model fuses the encoders' ImageNet classes into the hashtags
+(``HASHTAGS["CLASSIFIER_TAGS"] = False`` leaves them out, as before model 1.4); its tag heads
+(one on the captioner's EfficientNet-Lite0, one on Lite2) read the plain image;
+``HASHTAGS["TAG_VIEWS"]`` = the six views of ``mlcore.views.DEFAULT_TEST_VIEWS`` makes each head
+average six views, and ``HASHTAGS["EXTRA_TAG_HEADS"] = False`` drops the Lite2 head. Same model,
+same images, one run, side by side: images/s at batch 1 and 32 for each, and their ratios to the
+shipped configuration. Images are real photos
 from ``--images DIR`` when given (e.g. ../shared/flickr8k/uploads_fullres), else random pixels
 (same cost: the network's work does not depend on the pixels).
 
@@ -56,10 +59,12 @@ def main() -> None:
     results = {}
     from mlcore.views import DEFAULT_TEST_VIEWS
 
-    configurations = (("model", None, True), ("six_views", list(DEFAULT_TEST_VIEWS), True),
-                      ("no_extra_heads", None, False))
-    for name, views, extra_heads in configurations:
-        captioner = Captioner.load(args.model, tag_views=views, extra_tag_heads=extra_heads)
+    configurations = (("model", None, True, True), ("no_classifier", None, True, False),
+                      ("six_views", list(DEFAULT_TEST_VIEWS), True, True),
+                      ("no_extra_heads", None, False, True))
+    for name, views, extra_heads, classifier in configurations:
+        captioner = Captioner.load(args.model, tag_views=views, extra_tag_heads=extra_heads,
+                                   classifier=classifier)
         head = captioner.tag_head
         encoders = [captioner.encoder_name] + [extra.encoder for extra, _ in captioner.extra_heads]
         label = (f"{'+'.join(encoders)} x {','.join(head.views)}" if head is not None
@@ -68,12 +73,13 @@ def main() -> None:
         batch32 = images_per_second(
             lambda: [captioner.suggest(blobs[start:start + 32])
                      for start in range(0, len(blobs), 32)], len(blobs))
+        label += "" if classifier else ", no classifier"
         results[name] = {"views": label, "batch1_img_s": round(batch1, 1),
                          "batch32_img_s": round(batch32, 1)}
         print(f"suggest, tag heads {label}: batch 1 {batch1:6.1f} img/s "
               f"({1000 / batch1:5.0f} ms/image), batch 32 {batch32:6.1f} img/s")
     ratios = {}
-    for name in ("six_views", "no_extra_heads"):
+    for name in ("no_classifier", "six_views", "no_extra_heads"):
         ratios[name] = {key: round(results[name][key] / results["model"][key], 2)
                         for key in ("batch1_img_s", "batch32_img_s")}
         print(f"{name} / model: {ratios[name]['batch1_img_s']}x at batch 1, "

@@ -39,9 +39,9 @@ def check_settings(app_configs=None, **kwargs):
             check_head_views(tag_views)
         except (TypeError, ValueError) as error:
             errors.append(checks.Error(f"HASHTAGS['TAG_VIEWS']: {error}", id="hashtags.E005"))
-    if not isinstance(hashtags_settings.EXTRA_TAG_HEADS, bool):
-        errors.append(checks.Error("HASHTAGS['EXTRA_TAG_HEADS'] must be True or False.",
-                                   id="hashtags.E006"))
+    for name, error_id in (("EXTRA_TAG_HEADS", "hashtags.E006"), ("CLASSIFIER_TAGS", "hashtags.E008")):
+        if not isinstance(getattr(hashtags_settings, name), bool):
+            errors.append(checks.Error(f"HASHTAGS['{name}'] must be True or False.", id=error_id))
     if not _is_fraction(hashtags_settings.MIN_CAPTION_CONFIDENCE):
         errors.append(checks.Error(
             f"HASHTAGS['MIN_CAPTION_CONFIDENCE'] must be a number within [0, 1], "

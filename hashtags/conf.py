@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
     # Also run the model's extra tag heads on other backbones (the shipped model: one on
     # EfficientNet-Lite2, ~1.8x the encoder work, dev P@5 0.451 vs 0.426 without it).
     "EXTRA_TAG_HEADS": True,
+    # Fuse the encoders' own ImageNet classes into the hashtags (no extra CNN pass): #espresso
+    # #coffee on a coffee photo that the Flickr8k-trained captioner calls a dog (model card).
+    "CLASSIFIER_TAGS": True,
     "MAX_TAGS": 10,
     "MIN_SCORE": 0.05,
     # Captions whose confidence (agreement with the tag heads and the classifier, in [0, 1]) is

@@ -102,7 +102,8 @@ def get_captioner(refresh: bool = False):
         precision = str(hashtags_settings.DECODER_PRECISION)
         tag_views = hashtags_settings.TAG_VIEWS
         extra_heads = bool(hashtags_settings.EXTRA_TAG_HEADS)
-        key = f"{_artifact_key(model_dir)}|{precision}|{tag_views}|{extra_heads}"
+        classifier = bool(hashtags_settings.CLASSIFIER_TAGS)
+        key = f"{_artifact_key(model_dir)}|{precision}|{tag_views}|{extra_heads}|{classifier}"
         if _cache["captioner"] is not None and _cache["key"] == key:
             return _cache["captioner"]
         if hashtags_settings.RESNET50_WEIGHTS:
@@ -113,7 +114,7 @@ def get_captioner(refresh: bool = False):
         started = time.perf_counter()
         _cache.update(key=None, captioner=None)  # let the old model go before the new one loads
         captioner = Captioner.load(model_dir, precision=precision, tag_views=tag_views,
-                                   extra_tag_heads=extra_heads)
+                                   extra_tag_heads=extra_heads, classifier=classifier)
         logger.info(
             "loaded captioner %s from %s (pid %s) in %.1fs", captioner.model_version, model_dir or "the shipped model",
             os.getpid(), time.perf_counter() - started,

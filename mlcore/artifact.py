@@ -6,6 +6,10 @@ Layout::
     vocabulary.json        the words, special tokens first
     decoder_weights.npz    decoder weights by variable path (float16 by default: half the size,
                            and captions are unchanged in practice)
+    tag_head.json, tag_head_weights.npz, tag_head_<encoder>/
+                           optional tag heads (:mod:`mlcore.tag_head`)
+    fusion.json            optional fitted fusion of captions, heads and classifier
+                           (:mod:`mlcore.fusion`)
 
 Loading validates everything up front, so a corrupt, partial or mismatched artifact fails with
 an :class:`ArtifactError` that names the file and the problem instead of a Keras stack trace.
@@ -91,6 +95,33 @@ def save_artifact(out_dir: str | Path, *, decoder, vocabulary: Vocabulary, encod
     else:
         os.replace(staging, out_dir)
     return out_dir
+
+
+def set_version(model_dir: str | Path, version: str) -> None:
+    """Give an artifact a new version after one of its files changed in place (``fusion.json``,
+    a tag head), so per-version statistics never mix two behaviours under one name. The
+    previous version is kept in ``model.json``'s ``derived_from``; written atomically."""
+    manifest_path = Path(model_dir) / MODEL_FILE
+    read_info(model_dir)  # a valid artifact, or ArtifactError
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest["version"] != version:
+        manifest.setdefault("derived_from", []).append(manifest["version"])
+        manifest["version"] = version
+    write_json_atomically(manifest_path, manifest)
+
+
+def write_json_atomically(path: str | Path, data: dict) -> None:
+    """Write a JSON file of an artifact so that readers see the old or the new file, never half."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(data, file, indent=2)
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; model files are world-readable
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _remove_tree(path: Path) -> None:

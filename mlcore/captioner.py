@@ -12,7 +12,9 @@ from PIL import Image
 
 from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, ArtifactInfo, load_artifact
 from mlcore.decoding import CaptionSet, StepDecoder
-from mlcore.extractor import ExtractorConfig, Hashtag, extract_hashtags
+from mlcore.extractor import ExtractorConfig, Hashtag
+from mlcore.fusion import (FusionConfig, ImageEvidence, caption_confidence, fuse_hashtags,
+                           gather_evidence, load_fusion_config)
 from mlcore.images import ImageError, load_image
 from mlcore.tag_head import (TagHead, average_probabilities, check_head_views, load_tag_head,
                              load_tag_heads)
@@ -52,8 +54,12 @@ class Captioner:
 
     def __init__(self, info: ArtifactInfo, encoder, step_decoder: StepDecoder,
                  model_dir: Path | None = None, tag_head: TagHead | None = None,
-                 extra_heads: Sequence[tuple[TagHead, object]] = ()):
+                 extra_heads: Sequence[tuple[TagHead, object]] = (), classifier: bool = True,
+                 fusion: FusionConfig | None = None):
         self.info = info
+        #: use the encoders' ImageNet classifiers (when their weights have one) for hashtags
+        self.classifier = classifier
+        self.fusion = fusion or FusionConfig()
         self.tag_head = tag_head
         #: ``(head, its encoder)`` for the artifact's extra heads on other backbones
         self.extra_heads = list(extra_heads)
@@ -64,7 +70,7 @@ class Captioner:
     @classmethod
     def load(cls, model_dir: str | Path | None = None, encoder_weights: str | None = "default",
              precision: str | None = "auto", tag_views: Sequence[str] | None = None,
-             extra_tag_heads: bool = True) -> Captioner:
+             extra_tag_heads: bool = True, classifier: bool = True) -> Captioner:
         """``precision``: the decoder's matrix-product float type (:mod:`mlcore.precision`).
 
         ``tag_views``: the image views the tag head averages (:mod:`mlcore.views`); None = the
@@ -73,6 +79,9 @@ class Captioner:
 
         ``extra_tag_heads``: also run the artifact's tag heads on other encoders (each costs its
         encoder's passes); False keeps the head that shares the captioner's encoder.
+
+        ``classifier``: fuse the encoders' ImageNet classes into the hashtags (no extra CNN
+        pass); the fusion's calibration is the artifact's ``fusion.json`` (:mod:`mlcore.fusion`).
         """
         from mlcore.encoders import EncoderWeightsError, build_encoder
 
@@ -108,7 +117,8 @@ class Captioner:
         if tag_views is not None:
             for head in heads:
                 head.views = check_head_views(tag_views)
-        return cls(info, encoder, step_decoder, Path(model_dir), tag_head, extra_heads)
+        return cls(info, encoder, step_decoder, Path(model_dir), tag_head, extra_heads,
+                   classifier=classifier, fusion=load_fusion_config(model_dir))
 
     @property
     def model_version(self) -> str:
@@ -147,9 +157,12 @@ class Captioner:
         decoded_at = time.perf_counter()
         caption_sets: list[CaptionSet] = []
         head_probabilities: list[dict[str, float] | None] = [None] * len(loaded)
+        class_probabilities: list[np.ndarray | None] = [None] * len(loaded)
         encode_seconds = decode_seconds = 0.0
         if loaded:
-            features, head_inputs = self._encode(loaded)
+            features, head_inputs, classes = self._encode(loaded)
+            if classes is not None:
+                class_probabilities = list(classes)
             encoded_at = time.perf_counter()
             caption_sets = self.caption_features(features, beam_width)
             if self.tag_head is not None:
@@ -161,25 +174,42 @@ class Captioner:
         timings = {"load_s": (decoded_at - started) / max(len(images), 1),
                    "encode_s": encode_seconds / per_image, "decode_s": decode_seconds / per_image}
         return [item if isinstance(item, ImageError)
-                else (caption_sets[item], head_probabilities[item], timings) for item in outcome]
+                else (caption_sets[item], head_probabilities[item], class_probabilities[item], timings)
+                for item in outcome]
 
     def _encode(self, loaded: list[np.ndarray],
-                ) -> tuple[np.ndarray, list[list[np.ndarray]] | None]:
-        """The captioner's pooled features and, per tag head and view, what the head reads.
+                ) -> tuple[np.ndarray, list[list[np.ndarray]] | None, np.ndarray | None]:
+        """The captioner's pooled features, per tag head and view what the head reads, and the
+        ImageNet class probabilities (None without classifier).
 
         All views of the first head go through the captioner's encoder as one batch; the plain
         view's forward pass is the captioner's own (with a ``tap``, the head continues from an
-        inner layer of it). Extra heads then run their own encoders.
+        inner layer of it). Extra heads then run their own encoders. The class probabilities
+        average the ImageNet heads of every encoder that ran, each on the plain view's pooled
+        features of its own pass: no encoder runs twice.
         """
         if self.tag_head is None:
-            return self.encoder.encode(np.stack(loaded)), None
+            pooled = self.encoder.encode(np.stack(loaded))
+            return pooled, None, self._classify([(self.encoder, pooled)])
         pooled, per_view = _encode_views(self.encoder, self.tag_head, loaded)
+        pooled = pooled[:len(loaded)]
         extra = [self._encode_for(head, encoder, loaded) for head, encoder in self.extra_heads]
-        return pooled[:len(loaded)], [per_view] + extra
+        classified = [(self.encoder, pooled)] + [(encoder, extra_pooled) for (_, encoder), (extra_pooled, _)
+                                                 in zip(self.extra_heads, extra)]
+        return pooled, [per_view] + [views for _, views in extra], self._classify(classified)
+
+    def _classify(self, encoded: list[tuple[object, np.ndarray]]) -> np.ndarray | None:
+        if not self.classifier:
+            return None
+        rows = [encoder.classify(pooled) for encoder, pooled in encoded
+                if encoder.imagenet_head is not None]
+        return np.mean(rows, axis=0) if rows else None
 
     @staticmethod
-    def _encode_for(head: TagHead, encoder, loaded: list[np.ndarray]) -> list[np.ndarray]:
-        """What an extra head reads: its encoder's tap (or pooled features) for each of its views.
+    def _encode_for(head: TagHead, encoder, loaded: list[np.ndarray],
+                    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """An extra head's encoder on the images: its plain-view pooled features and what the
+        head reads (its tap or pooled features) for each of its views.
 
         The images are resized from the captioner's input size to the encoder's, which is how
         the training photos (224x224 files) reached it too.
@@ -188,23 +218,48 @@ class Captioner:
         resized = [image if image.shape[0] == size else
                    np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
                    for image in loaded]
-        return _encode_views(encoder, head, resized)[1]
+        pooled, per_view = _encode_views(encoder, head, resized)
+        return pooled[:len(loaded)], per_view
 
-    def suggest(self, images: Sequence, beam_width: int | None = None,
-                config: ExtractorConfig | None = None) -> list[Suggestion | ImageError]:
-        """Captions → hashtags for each image (the product's main call)."""
-        results: list[Suggestion | ImageError] = []
+    def evidence(self, images: Sequence, beam_width: int | None = None,
+                 config: ExtractorConfig | None = None) -> list[ImageEvidence | ImageError]:
+        """What :meth:`suggest` ranks: each image's candidate tags with the captions', heads' and
+        classifier's numbers (:mod:`mlcore.fusion`; calibration and evaluation read it too)."""
+        return [item if isinstance(item, ImageError) else item[0]
+                for item in self._evidence_with_timings(images, beam_width, config)]
+
+    def _evidence_with_timings(self, images: Sequence, beam_width: int | None,
+                               config: ExtractorConfig | None):
+        config = config or ExtractorConfig()
+        results = []
         for item in self._caption_with_timings(images, beam_width):
             if isinstance(item, ImageError):
                 results.append(item)
                 continue
-            caption_set, head, timings = item
+            caption_set, head, classes, timings = item
             started = time.perf_counter()
-            hashtags = extract_hashtags(caption_set.captions, caption_set.log_probs, config,
-                                        tag_probabilities=head)
-            timings = {**timings, "extract_s": time.perf_counter() - started}
+            evidence = gather_evidence(caption_set, head, classes, config)
+            results.append((evidence, caption_set, {**timings, "extract_s": time.perf_counter() - started}))
+        return results
+
+    def suggest(self, images: Sequence, beam_width: int | None = None,
+                config: ExtractorConfig | None = None) -> list[Suggestion | ImageError]:
+        """Captions, tag heads and classifier → ranked hashtags for each image (the product's
+        main call)."""
+        config = config or ExtractorConfig()
+        results: list[Suggestion | ImageError] = []
+        for item in self._evidence_with_timings(images, beam_width, config):
+            if isinstance(item, ImageError):
+                results.append(item)
+                continue
+            evidence, caption_set, timings = item
+            started = time.perf_counter()
+            hashtags = fuse_hashtags(evidence, config, self.fusion)
+            confidence = caption_confidence(evidence, self.fusion)
+            timings["extract_s"] += time.perf_counter() - started
             results.append(Suggestion(caption_set.caption, caption_set.captions,
-                                      caption_set.log_probs, hashtags, self.model_version, timings))
+                                      caption_set.log_probs, hashtags, self.model_version, timings,
+                                      caption_confidence=confidence))
         return results
 
 

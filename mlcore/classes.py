@@ -60,25 +60,27 @@ def imagenet_classes() -> tuple[ImageNetClass, ...]:
 class ClassTagMap:
     """Class probabilities → tag probabilities: one sparse 0/1 matrix, classes × tags.
 
-    A tag's probability is the sum over the classes that carry it (capped at 1), i.e. the
-    classifier's probability that the photo shows something of that kind. ``own`` marks, per
-    tag, whether it is some class's own name (``goldenretriever``) rather than only a hypernym
-    (``dog``): the fusion calibrates the two kinds separately.
+    A tag's probability is the sum over the classes that carry it, i.e. the classifier's
+    probability that the photo shows something of that kind, kept in two parts: from classes it
+    names (``goldenretriever``) and from classes it is a hypernym of (``dog``), which the fusion
+    weighs apart (people write "dog", rarely the breed).
     """
 
     def __init__(self, classes: tuple[ImageNetClass, ...]) -> None:
         self.tags: list[str] = sorted({tag for entry in classes for tag in entry.tags})
-        index = {tag: position for position, tag in enumerate(self.tags)}
-        self.matrix = np.zeros((len(classes), len(self.tags)), np.float32)
-        self.own = np.zeros(len(self.tags), bool)
+        self.index = {tag: position for position, tag in enumerate(self.tags)}
+        #: (classes, tags, 2): [..., 0] the tag is the class's own name, [..., 1] a hypernym of it
+        self.matrix = np.zeros((len(classes), len(self.tags), 2), np.float32)
         for row, entry in enumerate(classes):
             for position, tag in enumerate(entry.tags):
-                self.matrix[row, index[tag]] = 1.0
-                self.own[index[tag]] |= position == 0
+                self.matrix[row, self.index[tag], 0 if position == 0 else 1] = 1.0
+        self._flat = self.matrix.reshape(len(classes), -1)
 
     def tag_probabilities(self, class_probabilities: np.ndarray) -> np.ndarray:
-        """``(N, 1000)`` → ``(N, len(tags))`` in [0, 1]."""
-        return np.minimum(np.asarray(class_probabilities, np.float32) @ self.matrix, 1.0)
+        """``(N, 1000)`` → ``(N, len(tags), 2)``: each tag's probability as an own name and as a
+        hypernym (the sum of the two is at most 1: a class carries a tag once)."""
+        probabilities = np.asarray(class_probabilities, np.float32)
+        return (probabilities @ self._flat).reshape(len(probabilities), len(self.tags), 2)
 
 
 @lru_cache(maxsize=1)

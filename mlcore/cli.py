@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--tag-views", default=None, metavar="VIEWS",
                          help="comma-separated image views the tag head averages (default: the "
                               "model's; 'plain' = one encoder pass per image, fastest)")
+    caption.add_argument("--no-classifier", dest="classifier", action="store_false",
+                         help="leave the encoders' ImageNet classes out of the hashtags")
     hashtags = commands.add_parser("hashtags", help="hashtags for a caption text")
     hashtags.add_argument("caption")
     hashtags.add_argument("--max-tags", type=int, default=10)
@@ -45,7 +47,8 @@ def run_caption(args) -> int:
     try:
         config = ExtractorConfig(max_tags=args.max_tags, min_score=args.min_score)
         tag_views = args.tag_views.split(",") if args.tag_views else None
-        captioner = Captioner.load(args.model, precision=args.precision, tag_views=tag_views)
+        captioner = Captioner.load(args.model, precision=args.precision, tag_views=tag_views,
+                                   classifier=args.classifier)
     except (ArtifactError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

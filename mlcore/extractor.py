@@ -33,6 +33,9 @@ __all__ = [
     "Hashtag",
     "extract_hashtags",
     "canonical_word",
+    "caption_tag_shares",
+    "caption_tags",
+    "usable_tag",
     "normalize_tag",
     "singularize",
 ]
@@ -428,14 +431,41 @@ def _caption_tags(caption: str, config: ExtractorConfig, stopwords: frozenset[st
     return tags
 
 
+def usable_tag(tag: str, config: ExtractorConfig) -> str | None:
+    """``tag`` (canonical, no ``#``) if it may be suggested: valid, no stopword, not blocked."""
+    if not _is_valid_tag(tag) or tag in _stopwords() or tag in config.extra_stopwords or tag in config.blocklist:
+        return None
+    return tag
+
+
+def caption_tags(caption: str, config: ExtractorConfig | None = None) -> list[str]:
+    """Canonical tags of one caption, in order of first appearance (no ``#``)."""
+    return _caption_tags(caption, config or ExtractorConfig(), _stopwords())
+
+
+def caption_tag_shares(captions: Sequence[str], log_probs: Sequence[float] | None,
+                       config: ExtractorConfig) -> tuple[dict[str, float], dict[str, tuple[int, int]]]:
+    """Each tag's share of the beam (sum of ``softmax(log_probs)`` over the captions using it)
+    and where it first appears, as ``(caption rank, position)`` reading the most likely first."""
+    weights = _beam_weights(len(captions), log_probs)
+    stopwords = _stopwords()
+    # Most likely caption first; ties keep the given order (sorted() is stable).
+    order = sorted(range(len(captions)), key=lambda index: -weights[index])
+    scores: dict[str, float] = {}
+    first_seen: dict[str, tuple[int, int]] = {}
+    for rank, index in enumerate(order):
+        for position, tag in enumerate(_caption_tags(captions[index], config, stopwords)):
+            scores[tag] = scores.get(tag, 0.0) + weights[index]
+            first_seen.setdefault(tag, (rank, position))
+    return scores, first_seen
+
+
 def extract_hashtags(
     captions: Sequence[str] | str,
     log_probs: Sequence[float] | None = None,
     config: ExtractorConfig | None = None,
-    tag_probabilities: Mapping[str, float] | None = None,
-    caption_weight: float = 0.1,
 ) -> list[Hashtag]:
-    """Rank hashtags for one image from its beam of captions.
+    """Rank hashtags for one image from its beam of captions alone.
 
     With captions ``c_i`` and log-probabilities ``l_i``, weights ``w = softmax(l)`` (uniform when
     ``log_probs`` is None; a single string is one caption of weight 1). A tag's score is the sum
@@ -444,12 +474,8 @@ def extract_hashtags(
     from the most to the least likely one (earlier words in a caption are usually its subject),
     then alphabetically. Tags scoring below ``min_score`` (or 0, i.e. only from captions of
     probability 0) are dropped and at most ``max_tags`` are returned. Scores are rounded to 6
-    decimals.
-
-    ``tag_probabilities`` (canonical tag → probability, from a model's tag head) replaces the
-    beam score of every tag it knows; tags only the captions know keep ``caption_weight`` times
-    their beam score, so a word the captioner says but the head has never seen still appears.
-    The same stopword, blocklist and validity rules apply to both sources.
+    decimals. The captioner fuses these with the tag heads and the classifier
+    (:mod:`mlcore.fusion`).
     """
     config = config or ExtractorConfig()
     config.validate()
@@ -463,33 +489,13 @@ def extract_hashtags(
         if log_probs is not None and len(log_probs) != 0:
             raise ValueError(f"got 0 captions but {len(log_probs)} log_probs")
         return []
-    weights = _beam_weights(len(captions), log_probs)
-    stopwords = _stopwords()
-
-    # Most likely caption first; ties keep the given order (sorted() is stable).
-    order = sorted(range(len(captions)), key=lambda index: -weights[index])
-    scores: dict[str, float] = {}
-    first_seen: dict[str, tuple[int, int]] = {}
-    for rank, index in enumerate(order):
-        for position, tag in enumerate(_caption_tags(captions[index], config, stopwords)):
-            scores[tag] = scores.get(tag, 0.0) + weights[index]
-            first_seen.setdefault(tag, (rank, position))
-
-    if tag_probabilities is not None:
-        scores = {tag: caption_weight * score for tag, score in scores.items()}
-        unusable = stopwords | config.extra_stopwords | config.blocklist
-        for tag, probability in tag_probabilities.items():
-            if tag in unusable or not _is_valid_tag(tag):
-                continue
-            scores[tag] = float(probability)
-            first_seen.setdefault(tag, (len(captions), 0))
-
+    scores, first_seen = caption_tag_shares(captions, log_probs, config)
     ranked = sorted(
         ((min(1.0, max(0.0, round(score, 6))), tag) for tag, score in scores.items()),
         key=lambda item: (-item[0], first_seen[item[1]], item[1]),
     )
     return [
-        Hashtag(tag="#" + tag, score=score)
+        Hashtag(tag="#" + tag, score=score, sources=("caption",))
         for score, tag in ranked
         if score > 0.0 and score >= config.min_score
     ][: config.max_tags]

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-extra-heads", dest="extra_heads", action="store_false",
                           help="only the tag head on the captioner's encoder "
                                "(HASHTAGS['EXTRA_TAG_HEADS'] = False)")
+    evaluate.add_argument("--no-classifier", dest="classifier", action="store_false",
+                          help="leave the encoders' ImageNet classes out of the hashtags "
+                               "(HASHTAGS['CLASSIFIER_TAGS'] = False)")
     head = commands.add_parser("tag-head", help="(re)train the tag head of an existing artifact")
     _add_data_arguments(head)
     head.add_argument("--model", required=True)
@@ -100,6 +103,31 @@ def build_parser() -> argparse.ArgumentParser:
     card = commands.add_parser("card", help="write MODEL_CARD.md from an artifact's metadata")
     card.add_argument("--model", required=True)
     card.add_argument("--notes", default="", help="a Markdown file with extra notes to include")
+
+    ood = commands.add_parser("evaluate-ood", help="hashtag hit@1/hit@5 on everyday photos named "
+                                                   "<wnid>_<name>.jpg (one ImageNet class each)")
+    ood.add_argument("--images", required=True, help="folder of photos, e.g. ../shared/imagenet_samples")
+    ood.add_argument("--model", default=None, help="artifact directory (default: shipped)")
+    ood.add_argument("--beam", type=int, default=None, help="beam width (1 = greedy)")
+    ood.add_argument("--no-classifier", dest="classifier", action="store_false",
+                     help="leave the encoders' ImageNet classes out of the hashtags")
+    ood.add_argument("--no-extra-heads", dest="extra_heads", action="store_false")
+
+    calibrate = commands.add_parser("calibrate", help="fit the fusion of captions, tag heads and "
+                                                      "classifier into the artifact's fusion.json")
+    _add_data_arguments(calibrate)
+    calibrate.add_argument("--model", required=True, help="artifact directory to calibrate")
+    calibrate.add_argument("--imagenet", required=True, metavar="DIR",
+                           help="ImageNet-style photos named <wnid>_<name>.jpg")
+    calibrate.add_argument("--train-images", type=int, default=2000,
+                           help="Flickr8k training photos to use (0 = all; default %(default)s)")
+    calibrate.add_argument("--folds", type=int, choices=[0, 2], default=2,
+                           help="2: also report ImageNet hit@k cross-fitted over two halves of the classes")
+    calibrate.add_argument("--flickr8k-share", type=float, default=0.5,
+                           help="the Flickr8k photos' share of the fit (the rest: the ImageNet-style "
+                                "ones; more favours scene/action tags, less everyday objects)")
+    calibrate.add_argument("--version", required=True,
+                           help="the artifact's new version (its hashtags change)")
 
     wordnet = commands.add_parser("wordnet-data", help="regenerate mlcore's ImageNet class tags "
                                                        "and verb forms from WordNet 3.0")
@@ -154,7 +182,8 @@ def run_evaluate(args) -> int:
     from training.evaluate import evaluate_caption_sets, human_tag_scores
     from training.feature_cache import FeatureCache
     from training.flickr8k import Flickr8k
-    from training.train import heads_inputs
+    from mlcore.fusion import load_fusion_config
+    from training.train import class_probabilities, heads_inputs
 
     model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     try:
@@ -197,14 +226,24 @@ def run_evaluate(args) -> int:
                                    [examples[i].image_path for i in keep], info.encoder["name"],
                                    args.cache_dir)
         heads = average_probabilities(tag_heads, head_inputs)
+    encoders = [info.encoder["name"]] + [member.encoder for member in tag_heads[1:]]
+    classes = (class_probabilities(encoders, features[keep], [examples[i].image_path for i in keep],
+                                   args.cache_dir) if args.classifier else None)
+    try:
+        fusion = load_fusion_config(model_dir)
+    except ArtifactError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     scores = evaluate_caption_sets([examples[i].captions for i in keep], caption_sets,
-                                   tag_probabilities=heads)
+                                   tag_probabilities=heads, class_probabilities=classes,
+                                   fusion=fusion)
     result = {"images": len(keep), **{k: round(v, 4) for k, v in scores.items()}, "beam": beam,
               "model_version": info.version, "split": args.split,
               "missing_images": len(split.missing_images), "precision": step_decoder.precision,
               "tag_views": list(tag_head.views) if tag_head is not None else [],
               "tag_head_encoders": [member.encoder or info.encoder["name"]
-                                    for member in tag_heads]}
+                                    for member in tag_heads],
+              "classifier": classes is not None, "fusion_fitted": fusion.weights is not None}
     if args.human:
         precision, recall = human_tag_scores([examples[i].captions for i in keep])
         result["human_tag_precision_at_5"] = round(precision, 4)
@@ -305,6 +344,76 @@ def run_card(args) -> int:
     return 0
 
 
+def run_evaluate_ood(args) -> int:
+    from mlcore.artifact import ArtifactError
+    from mlcore.captioner import Captioner
+    from training.calibrate import ALL_TAGS, hits_at, imagenet_photos
+
+    try:
+        photos = imagenet_photos(args.images)
+        captioner = Captioner.load(args.model, classifier=args.classifier,
+                                   extra_tag_heads=args.extra_heads)
+    except (ArtifactError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from mlcore.classes import imagenet_classes
+    from tqdm.auto import tqdm
+
+    ranked, right, failed = [], [], 0
+    for start in tqdm(range(0, len(photos), 32), desc="evaluate-ood", unit="batch", leave=False):
+        batch = photos[start:start + 32]
+        for (_, index), result in zip(batch, captioner.suggest([str(p) for p, _ in batch],
+                                                               beam_width=args.beam, config=ALL_TAGS)):
+            if not hasattr(result, "hashtags"):
+                failed += 1
+                continue
+            ranked.append([tag.name for tag in result.hashtags])
+            right.append(imagenet_classes()[index].hits)
+    scores = hits_at(ranked, right)
+    print(json.dumps({"images": len(ranked), "unreadable": failed,
+                      **{key: round(value, 4) for key, value in scores.items()},
+                      "model_version": captioner.model_version, "classifier": args.classifier,
+                      "fusion_fitted": captioner.fusion.weights is not None}))
+    return 0
+
+
+def run_calibrate(args) -> int:
+    from mlcore.artifact import ArtifactError, set_version
+    from mlcore.captioner import Captioner
+    from mlcore.fusion import save_fusion_config
+    from training.calibrate import (fit_fusion, flickr8k_images, fusion_report, imagenet_images,
+                                    sample)
+    from training.flickr8k import Flickr8k
+
+    try:
+        captioner = Captioner.load(args.model)
+    except ArtifactError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    data = Flickr8k.load(args.data)
+    flickr8k = flickr8k_images(captioner, sample(data.split("train").examples, args.train_images),
+                               "flickr8k train")
+    imagenet = imagenet_images(captioner, args.imagenet)
+    result: dict = {}
+    if args.folds:
+        held_out = []
+        for fold in (0, 1):
+            fitted = fit_fusion(flickr8k + [image for image in imagenet if image.group != fold],
+                                flickr8k_share=args.flickr8k_share)
+            held_out.append(fusion_report(fitted, [], [i for i in imagenet if i.group == fold]))
+        result["imagenet_cross_fitted"] = {key: round(sum(r[key] for r in held_out) / 2, 4)
+                                           for key in held_out[0]}
+    fusion = fit_fusion(flickr8k + imagenet, flickr8k_share=args.flickr8k_share)
+    result["fitted"] = fusion_report(fusion, flickr8k, imagenet)
+    dev = flickr8k_images(captioner, data.split("dev").examples, "flickr8k dev")
+    result["dev"] = fusion_report(fusion, dev, [])
+    save_fusion_config(args.model, fusion)
+    set_version(args.model, args.version)
+    print(json.dumps({"model": str(args.model), "model_version": args.version,
+                      "weights": dict(zip(fusion.to_json()["features"], fusion.weights)), **result}))
+    return 0
+
+
 def run_wordnet_data(args) -> int:
     from training.wordnet_tags import write
 
@@ -317,5 +426,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     handler = {"features": run_features, "train": run_train, "evaluate": run_evaluate,
-               "card": run_card, "tag-head": run_tag_head, "wordnet-data": run_wordnet_data}
+               "card": run_card, "tag-head": run_tag_head, "wordnet-data": run_wordnet_data,
+               "evaluate-ood": run_evaluate_ood, "calibrate": run_calibrate}
     return handler[args.command](args)

@@ -12,8 +12,11 @@ from collections.abc import Sequence
 
 from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
 
+import numpy as np
+
 from mlcore.decoding import CaptionSet
 from mlcore.extractor import ExtractorConfig, extract_hashtags
+from mlcore.fusion import FusionConfig, fuse_hashtags, gather_evidence
 from mlcore.text import clean_caption
 
 BLEU_WEIGHTS = {
@@ -74,13 +77,19 @@ def human_tag_scores(references: Sequence[Sequence[str]]) -> tuple[float, float]
 def evaluate_caption_sets(references: Sequence[Sequence[str]], caption_sets: Sequence[CaptionSet],
                           extractor: ExtractorConfig | None = None,
                           tag_probabilities: Sequence[dict[str, float]] | None = None,
-                          ) -> dict[str, float]:
-    """BLEU of the best caption plus hashtag P/R@5 of the product's hashtags for the image."""
+                          class_probabilities: np.ndarray | None = None,
+                          fusion: FusionConfig | None = None) -> dict[str, float]:
+    """BLEU of the best caption plus hashtag P/R@5 of the product's hashtags for the image
+    (fused like :meth:`mlcore.captioner.Captioner.suggest` from the heads' and classifier's
+    numbers when given)."""
     scores = bleu_scores(references, [result.caption for result in caption_sets])
     heads = tag_probabilities if tag_probabilities is not None else [None] * len(caption_sets)
-    predicted = [[tag.tag for tag in extract_hashtags(result.captions, result.log_probs, extractor,
-                                                      tag_probabilities=head)]
-                 for result, head in zip(caption_sets, heads)]
+    classes = class_probabilities if class_probabilities is not None else [None] * len(caption_sets)
+    extractor = extractor or ExtractorConfig()
+    fusion = fusion or FusionConfig()
+    predicted = [[tag.tag for tag in fuse_hashtags(gather_evidence(result, head, row, extractor),
+                                                   extractor, fusion)]
+                 for result, head, row in zip(caption_sets, heads, classes)]
     precision, recall = precision_recall_at_k(predicted, [reference_tags(r) for r in references])
     scores.update(tag_precision_at_5=precision, tag_recall_at_5=recall)
     return scores

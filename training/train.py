@@ -166,6 +166,26 @@ def heads_inputs(tag_heads, features: np.ndarray, image_paths, encoder_name: str
             for index, head in enumerate(tag_heads)]
 
 
+def class_probabilities(encoder_names: Sequence[str], features: np.ndarray, image_paths,
+                        cache_dir=None) -> np.ndarray | None:
+    """ImageNet class probabilities averaged over the encoders (the captioner's first, whose
+    pooled ``features`` are given; the others' from the feature cache), as
+    :class:`mlcore.captioner.Captioner` computes them; None when no encoder has a classifier."""
+    from mlcore.encoders import EncoderWeightsError, build_encoder
+
+    rows = []
+    for index, name in enumerate(encoder_names):
+        try:
+            head = build_encoder(name).imagenet_head
+        except EncoderWeightsError:
+            head = None
+        if head is None:
+            continue
+        pooled = features if index == 0 else tag_head_inputs(None, None, image_paths, name, cache_dir)
+        rows.append(head.probabilities(pooled))
+    return np.mean(rows, axis=0) if rows else None
+
+
 def evaluate_decoder(decoder, vocabulary, tag_heads, features, examples, config,
                      head_inputs: Sequence | None = None) -> dict:
     """Dev metrics for greedy and the configured beam, with the tag heads when there are any.

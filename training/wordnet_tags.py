@@ -37,7 +37,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from mlcore.classes import CLASS_TAGS_FILE, VERB_FORMS_FILE, imagenet_classes
+from mlcore.classes import CLASS_TAGS_FILE, DATA_DIR, VERB_FORMS_FILE, imagenet_classes
 from mlcore.classes import verb_forms as mlcore_verb_forms
 from mlcore.extractor import DEFAULT_BLOCKLIST, normalize_tag
 
@@ -138,11 +138,6 @@ def _hypernym_distances(synset) -> dict:
     return distances
 
 
-def _class_and_hypernyms(wordnet, wnid: str) -> list:
-    synset = wordnet.synset_from_pos_and_offset("n", int(wnid[1:]))
-    return [synset, *_hypernym_distances(synset)]
-
-
 def _is_specific(synset) -> bool:
     return synset.name() not in GENERIC_SYNSETS and synset.min_depth() >= MIN_DEPTH
 
@@ -157,8 +152,9 @@ def _usable(words: Iterable[str]) -> list[str]:
     return tags
 
 
-def class_entry(wordnet, wnid: str, imagenet_names: list[str]) -> dict:
-    """``{"wnid", "name", "tags", "hits"}`` for one ImageNet class (rules in the module docstring)."""
+def class_words(wordnet, wnid: str, imagenet_names: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """One class's raw WordNet words: its own name, its tag-worthy hypernyms (rules in the module
+    docstring) and every word that counts as a hit."""
     synset = wordnet.synset_from_pos_and_offset("n", int(wnid[1:]))
     distances = _hypernym_distances(synset)
     hypernyms: list[tuple[int, str]] = []
@@ -172,11 +168,17 @@ def class_entry(wordnet, wnid: str, imagenet_names: list[str]) -> dict:
         hypernyms.append((distances[parent], lemma))
         if len(hypernyms) == MAX_HYPERNYM_TAGS:
             break
-    own = _usable([synset.lemmas()[0].name()]) or _usable(imagenet_names[:1])
-    tags = _usable(own + [lemma for _, lemma in hypernyms])
-    hits = _usable([*(lemma.name() for lemma in synset.lemmas()), *imagenet_names,
-                    *(lemma.name() for parent in distances if _is_specific(parent)
-                      for lemma in parent.lemmas())])
+    hits = [*(lemma.name() for lemma in synset.lemmas()), *imagenet_names,
+            *(lemma.name() for parent in distances if _is_specific(parent) for lemma in parent.lemmas())]
+    return [synset.lemmas()[0].name(), imagenet_names[0]], [lemma for _, lemma in hypernyms], hits
+
+
+def class_entry(wordnet, wnid: str, imagenet_names: list[str]) -> dict:
+    """``{"wnid", "name", "tags", "hits"}`` for one ImageNet class, normalised like every tag."""
+    own_words, hypernym_words, hit_words = class_words(wordnet, wnid, imagenet_names)
+    own = _usable(own_words[:1]) or _usable(own_words[1:])
+    tags = _usable(own + hypernym_words)
+    hits = _usable(hit_words)
     return {"wnid": wnid, "name": imagenet_names[0], "tags": tags, "hits": sorted(set(hits) | set(tags))}
 
 
@@ -203,7 +205,7 @@ THING_LEXNAMES = frozenset({"noun.animal", "noun.artifact", "noun.food", "noun.p
 def verb_forms(wordnet, nouns: frozenset[str] = frozenset()) -> dict[str, str]:
     """Base verb → ``-ing`` form, for one-word verbs used at least as often as verbs as nouns in
     SemCor and never there as a thing (:data:`THING_LEXNAMES`); ``nouns`` (the ImageNet classes'
-    words: ``crane``, ``monitor``, ``whistle``) are things by definition."""
+    names and tag-worthy hypernyms: ``crane``, ``monitor``, ``whistle``) are things by definition."""
     forms: dict[str, str] = {}
     for synset in wordnet.all_synsets("v"):
         for lemma in synset.lemmas():
@@ -231,22 +233,25 @@ def imagenet_class_names() -> list[tuple[str, list[str]]]:
             for index in range(1000)]
 
 
-def write(wordnet_dir: Path = DEFAULT_WORDNET_DIR) -> list[Path]:
-    """Write both data files (see the module docstring); verb forms first, since class tags are
-    normalised with them like every tag."""
+def write(wordnet_dir: Path = DEFAULT_WORDNET_DIR, output_dir: Path = DATA_DIR) -> list[Path]:
+    """Write both data files (see the module docstring) into ``output_dir``. Verb forms come
+    first: class tags are normalised like every tag, with mlcore's verb forms, which are then the
+    new ones when ``output_dir`` is mlcore's own data directory."""
+    output_dir = Path(output_dir)
+    paths = [output_dir / VERB_FORMS_FILE.name, output_dir / CLASS_TAGS_FILE.name]
     with tempfile.TemporaryDirectory() as workdir:
         wordnet = open_wordnet(Path(wordnet_dir), Path(workdir))
         source = {"wordnet": wordnet.get_version(), "generator": "python -m training wordnet-data"}
         names = imagenet_class_names()
-        nouns = frozenset(lemma.name().lower() for wnid, _ in names
-                          for synset in _class_and_hypernyms(wordnet, wnid) for lemma in synset.lemmas())
-        _write_json(VERB_FORMS_FILE, {"format": "mlcore.verb_forms/1", **source,
-                                      "forms": verb_forms(wordnet, nouns)})
+        nouns = frozenset(word.lower() for wnid, class_names in names
+                          for words in class_words(wordnet, wnid, class_names)[:2] for word in words)
+        _write_json(paths[0], {"format": "mlcore.verb_forms/1", **source,
+                               "forms": verb_forms(wordnet, nouns)})
         mlcore_verb_forms.cache_clear()
         classes = [class_entry(wordnet, wnid, class_names) for wnid, class_names in names]
-        _write_json(CLASS_TAGS_FILE, {"format": "mlcore.imagenet_tags/1", **source, "classes": classes})
+        _write_json(paths[1], {"format": "mlcore.imagenet_tags/1", **source, "classes": classes})
     imagenet_classes.cache_clear()
-    return [VERB_FORMS_FILE, CLASS_TAGS_FILE]
+    return paths
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -74,12 +74,14 @@ def test_bad_tag_views_are_a_system_check_error():
         assert check_settings() == []
 
 
-def test_extra_tag_heads_must_be_a_bool():
+@pytest.mark.parametrize("name, error_id", [("EXTRA_TAG_HEADS", "hashtags.E006"),
+                                            ("CLASSIFIER_TAGS", "hashtags.E008")])
+def test_model_switches_must_be_bools(name, error_id):
     from hashtags.checks import check_settings
 
-    with override_settings(HASHTAGS={"EXTRA_TAG_HEADS": "no"}):
-        assert [e.id for e in check_settings()] == ["hashtags.E006"]
-    with override_settings(HASHTAGS={"EXTRA_TAG_HEADS": False}):
+    with override_settings(HASHTAGS={name: "no"}):
+        assert [e.id for e in check_settings()] == [error_id]
+    with override_settings(HASHTAGS={name: False}):
         assert check_settings() == []
 
 

@@ -22,7 +22,7 @@ API = "/api/hashtags/"
 DOG = "a black dog runs through the grass"
 
 
-def analysed(post, caption=DOG, tags=("black", "dog", "run", "grass"), version="tiny-test") -> ImageAnalysis:
+def analysed(post, caption=DOG, tags=("black", "dog", "running", "grass"), version="tiny-test") -> ImageAnalysis:
     """A done analysis as the captioner stores it (the real model is exercised in test_loop)."""
     post.image.open("rb")
     data = post.image.read()
@@ -117,8 +117,8 @@ def feedback(recording, make_post, user):
     services.reject(suggestion(an_a, "grass"), user)
     services.add_tag(a, "#sunset", user)
     b = make_post(seed=2)
-    an_b = analysed(b, "two children play on the beach", ("child", "play", "beach"))
-    services.reject(suggestion(an_b, "play"), user)
+    an_b = analysed(b, "two children play on the beach", ("child", "playing", "beach"))
+    services.reject(suggestion(an_b, "playing"), user)
     services.correct_caption(an_b, "two kids build a sandcastle on the beach", user)
     c = make_post(seed=3)
     services.accept(suggestion(analysed(c), "dog"), user)
@@ -158,7 +158,7 @@ def test_export_writes_a_flickr8k_dataset_the_training_pipeline_reads(feedback, 
     rows = (out / "tags.tsv").read_text().splitlines()
     assert rows[0] == "image\taccepted\trejected\tadded\tedited"
     assert f"{edited}\tblack puppy sunset\tgrass\tsunset\tdog>puppy" in rows
-    assert f"{corrected}\t\tplay\t\t" in rows
+    assert f"{corrected}\t\tplaying\t\t" in rows
     assert len(rows) == 3
 
 

@@ -212,6 +212,9 @@ def test_extra_tag_heads_setting_reaches_the_loaded_model(v1_configured, hashtag
     assert [head.encoder for head, _ in extra] == ["efficientnet_lite2"]
     hashtags_config(EXTRA_TAG_HEADS=False)  # one backbone per image
     assert inference.get_captioner().extra_heads == []  # reloaded
+    assert inference.get_captioner().classifier is True
+    hashtags_config(CLASSIFIER_TAGS=False)
+    assert inference.get_captioner().classifier is False  # reloaded without the ImageNet classes
 
 # Statistics ---------------------------------------------------------------------------------------
 

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from mlcore.extractor import ExtractorConfig, extract_hashtags
 from mlcore.tag_head import (TagHead, build_tag_head_model, load_tag_head, save_tag_head,
                              tag_targets)
 
@@ -40,18 +39,6 @@ def test_corrupt_head_fails_clearly(tmp_path):
     (tmp_path / "tag_head_weights.npz").write_bytes(b"nope")
     with pytest.raises(ArtifactError, match="tag head"):
         load_tag_head(tmp_path)
-
-
-def test_head_probabilities_rank_hashtags_and_rules_still_apply():
-    captions = ["a dog runs on the grass", "a dog on the beach"]
-    head = {"dog": 0.9, "puppy": 0.6, "nude": 0.99, "the": 0.8}
-    tags = extract_hashtags(captions, [-1.0, -2.0], ExtractorConfig(), tag_probabilities=head)
-    names = [tag.tag for tag in tags]
-    assert names[:2] == ["#dog", "#puppy"]  # the head's order for the tags it knows
-    assert "#nude" not in names and "#the" not in names  # blocklist and stopwords
-    grass = next(tag for tag in tags if tag.tag == "#grass")  # only the captions know it
-    beam_only = {t.tag: t.score for t in extract_hashtags(captions, [-1.0, -2.0])}
-    assert grass.score == pytest.approx(0.1 * beam_only["#grass"], abs=1e-6)
 
 
 def test_a_head_over_the_encoders_last_block_round_trips(tmp_path):
