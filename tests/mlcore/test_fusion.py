@@ -160,7 +160,7 @@ def test_caption_confidence_is_low_when_the_classifier_is_sure_of_something_else
 
 def test_fusion_file_round_trips_and_bad_files_fail_clearly(tmp_path: Path) -> None:
     assert load_fusion_config(tmp_path) == FusionConfig()  # no file: the uncalibrated rule
-    fitted = FusionConfig(tuple(float(i) / 10 for i in range(len(FEATURES))), {"images": {"x": 1}})
+    fitted = FusionConfig(tuple(float(i) / 10 for i in range(len(FEATURES))), {"dog": 1.5}, {"images": {"x": 1}})
     save_fusion_config(tmp_path, fitted)
     assert load_fusion_config(tmp_path) == fitted
     assert (tmp_path / "fusion.json").stat().st_mode & 0o044  # readable by the worker's user
