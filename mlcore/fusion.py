@@ -237,9 +237,13 @@ def gather_evidence(caption_set: CaptionSet, head: Mapping[str, float] | None,
 
 
 def rank(evidence: ImageEvidence, fusion: FusionConfig) -> list[tuple[str, float, tuple[str, ...]]]:
-    """``(tag, score, sources)`` for every candidate, best first."""
+    """``(tag, score, sources)`` for every candidate that some source vouches for, best first.
+
+    A candidate below every source's :data:`SOURCE_MIN_PROBABILITY` is left out: a suggestion
+    must be able to say why it is there."""
     scored = [(tag, round(min(1.0, max(0.0, fusion.score(tag, evidence))), 6), item.sources())
               for tag, item in evidence.tags.items()]
+    scored = [entry for entry in scored if entry[2]]
     return sorted(scored, key=lambda entry: (-entry[1], evidence.order[entry[0]], entry[0]))
 
 

@@ -35,8 +35,12 @@ def test_saving_a_post_stores_suggestions(model, make_post, django_capture_on_co
     from mlcore.extractor import normalize_tag
 
     canonical = {normalize_tag(word) for word in words}
-    # caption words (canonical: plurals and verb forms merged) or the encoder's ImageNet classes
-    assert all(s.hashtag.name in canonical or "classifier" in s.sources for s in suggestions)
+    # every tag says why it is there: a caption word (canonical: plurals and verb forms merged),
+    # the tag head or the encoder's ImageNet classes
+    assert all(s.sources for s in suggestions)
+    assert all(s.hashtag.name in canonical for s in suggestions if "caption" in s.sources)
+    assert all(s.hashtag.name in canonical or {"tag_head", "classifier"} & set(s.sources)
+               for s in suggestions)
     assert AcceptedTag.objects.count() == 0  # nothing accepted without a person
 
 

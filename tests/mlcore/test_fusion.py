@@ -122,6 +122,18 @@ def test_verb_forms_of_head_and_captions_become_one_suggestion() -> None:
 
 
 @pytest.mark.parametrize("fusion", [FusionConfig(), "shipped"], ids=["uncalibrated", "shipped"])
+def test_a_candidate_no_source_vouches_for_is_not_suggested(fusion) -> None:
+    fusion = shipped_fusion() if fusion == "shipped" else fusion
+    probabilities = one_hot(TABBY, 0.97)
+    probabilities[GOLDEN_RETRIEVER] = 0.02  # a candidate for the classifier, below SOURCE_MIN_PROBABILITY
+    evidence = gather_evidence(beam("a cat on a sofa"), {"cat": 0.6, "grass": 0.01}, probabilities)
+    assert "goldenretriever" in evidence.tags and "grass" in evidence.tags  # candidates...
+    names = [tag.tag for tag in fuse_hashtags(evidence, ExtractorConfig(min_score=0.0), fusion)]
+    assert "#cat" in names and "#sofa" in names
+    assert "#goldenretriever" not in names and "#grass" not in names  # ...that nobody vouches for
+
+
+@pytest.mark.parametrize("fusion", [FusionConfig(), "shipped"], ids=["uncalibrated", "shipped"])
 def test_a_confident_classifier_tag_ranks_first_on_a_photo_the_captioner_cannot_know(fusion) -> None:
     fusion = shipped_fusion() if fusion == "shipped" else fusion
     captions = beam("a small white dog is playing with a tennis ball", "a white dog plays with a ball")
