@@ -92,7 +92,6 @@ class ImageContext:
 
     head_top: float = 0.0
     class_top: float = 0.0
-    has_head: bool = False
     has_classifier: bool = False
 
 
@@ -232,7 +231,7 @@ def gather_evidence(caption_set: CaptionSet, head: Mapping[str, float] | None,
                           class_hypernym=classified.get(tag, (0.0, 0.0))[1])
             for tag in order}
     context = ImageContext(head_top=max(head_probabilities.values(), default=0.0), class_top=class_top,
-                           has_head=head is not None, has_classifier=class_probabilities is not None)
+                           has_classifier=class_probabilities is not None)
     return ImageEvidence(tags, context, order, tuple(caption_tags(caption_set.caption, config)))
 
 

@@ -29,9 +29,9 @@ from tqdm.auto import tqdm
 
 from mlcore.classes import imagenet_classes
 from mlcore.extractor import ExtractorConfig
-from mlcore.fusion import (FAMILIARITY_FLOOR, FEATURES, FusionConfig, ImageEvidence, rank,
+from mlcore.fusion import (FAMILIARITY_FLOOR, FusionConfig, ImageEvidence, rank,
                            tag_features)
-from training.evaluate import reference_tags
+from training.evaluate import precision_recall_at_k, reference_tags
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def familiar_tags(images: Sequence[LabelledImage]) -> dict[str, float]:
 def design_matrix(images: Sequence[LabelledImage], flickr8k_share: float = 0.5,
                   familiar_config: FusionConfig | None = None,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows of :data:`FEATURES` for every candidate tag, its label, and a weight that gives the
+    """Rows of :data:`mlcore.fusion.FEATURES` for every candidate tag, its label, and a weight that gives the
     Flickr8k photos ``flickr8k_share`` of the total and the ImageNet photos the rest."""
     rows, labels, weights = [], [], []
     totals = {kind: sum(image.kind == kind for image in images)
@@ -154,8 +154,6 @@ def fit_fusion(images: Sequence[LabelledImage], regularisation: float = 10.0,
 def fusion_report(fusion: FusionConfig, flickr8k: Sequence[LabelledImage],
                   imagenet: Sequence[LabelledImage]) -> dict[str, float]:
     """Flickr8k tag P/R@5 and ImageNet hit@1/5 of ``fusion``'s ranking."""
-    from training.evaluate import precision_recall_at_k
-
     report: dict[str, float] = {}
     if flickr8k:
         precision, recall = precision_recall_at_k(
@@ -176,6 +174,6 @@ def sample(examples: Sequence, count: int, seed: int = 0) -> list:
     return random.Random(seed).sample(list(examples), count)
 
 
-__all__ = ["FEATURES", "LabelledImage", "collect_evidence", "design_matrix", "fit_fusion",
+__all__ = ["LabelledImage", "collect_evidence", "design_matrix", "fit_fusion",
            "flickr8k_images", "fusion_report", "hits_at", "imagenet_images", "imagenet_photos",
            "ranked_tags", "sample"]

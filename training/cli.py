@@ -181,8 +181,8 @@ def run_evaluate(args) -> int:
     from mlcore.tag_head import average_probabilities, check_head_views, load_tag_heads
     from training.evaluate import evaluate_caption_sets, human_tag_scores
     from training.feature_cache import FeatureCache
-    from training.flickr8k import Flickr8k
     from mlcore.fusion import load_fusion_config
+    from training.flickr8k import Flickr8k
     from training.train import class_probabilities, heads_inputs
 
     model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
@@ -347,6 +347,8 @@ def run_card(args) -> int:
 def run_evaluate_ood(args) -> int:
     from mlcore.artifact import ArtifactError
     from mlcore.captioner import Captioner
+    from mlcore.classes import imagenet_classes
+    from tqdm.auto import tqdm
     from training.calibrate import ALL_TAGS, hits_at, imagenet_photos
 
     try:
@@ -356,9 +358,6 @@ def run_evaluate_ood(args) -> int:
     except (ArtifactError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from mlcore.classes import imagenet_classes
-    from tqdm.auto import tqdm
-
     ranked, right, failed = [], [], 0
     for start in tqdm(range(0, len(photos), 32), desc="evaluate-ood", unit="batch", leave=False):
         batch = photos[start:start + 32]
@@ -407,6 +406,7 @@ def run_calibrate(args) -> int:
     result["fitted"] = fusion_report(fusion, flickr8k, imagenet)
     dev = flickr8k_images(captioner, data.split("dev").examples, "flickr8k dev")
     result["dev"] = fusion_report(fusion, dev, [])
+    fusion = dataclasses.replace(fusion, fitted_on={**fusion.fitted_on, "report": result})
     save_fusion_config(args.model, fusion)
     set_version(args.model, args.version)
     print(json.dumps({"model": str(args.model), "model_version": args.version,
