@@ -26,7 +26,7 @@ def test_card_reports_the_calibration_that_fusion_json_records(tmp_path: Path) -
         shipped, fitted_on={**shipped.fitted_on, "report": report}))
     card = write_model_card(model_dir, "## Notes\nsomething we tried\n").read_text(encoding="utf-8")
     assert "## Everyday photos" in card
-    assert "| fitted on these photos | 0.812 | 0.934 | 0.449 | 0.460 |" in card
+    assert "| shipped fusion (fitted on these photos and Flickr8k's) | 0.812 | 0.934 | 0.449 | 0.460 |" in card
     assert "| cross-fitted (2 folds of the classes) | 0.801 | 0.901 | | |" in card
     assert f"over {len(shipped.weights)} features" in card
     assert card.index("## Everyday photos") < card.index("## Notes") < card.index("## Known limits")
