@@ -6,8 +6,8 @@ The shipped model fuses the encoders' ImageNet classes into the hashtags
 (one on the captioner's EfficientNet-Lite0, one on Lite2) read the plain image;
 ``HASHTAGS["TAG_VIEWS"]`` = the six views of ``mlcore.views.DEFAULT_TEST_VIEWS`` makes each head
 average six views, and ``HASHTAGS["EXTRA_TAG_HEADS"] = False`` drops the Lite2 head. Same model,
-same images, one run, side by side: images/s at batch 1 and 32 for each, and their ratios to the
-shipped configuration. Images are real photos
+same images, one run, side by side (timed in interleaved rounds, best of three): images/s at
+batch 1 and 32 for each, and their ratios to the shipped configuration. Images are real photos
 from ``--images DIR`` when given (e.g. ../shared/flickr8k/uploads_fullres), else random pixels
 (same cost: the network's work does not depend on the pixels).
 
@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-from _timing import images_per_second  # noqa: E402  (benchmarks/ is on sys.path)
+from _timing import interleaved_images_per_second  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def main() -> None:
@@ -56,27 +56,31 @@ def main() -> None:
         Image.fromarray(image).save(buffer, format="PNG")
         blobs.append(buffer.getvalue())
 
-    results = {}
     from mlcore.views import DEFAULT_TEST_VIEWS
 
     configurations = (("model", None, True, True), ("no_classifier", None, True, False),
                       ("six_views", list(DEFAULT_TEST_VIEWS), True, True),
                       ("no_extra_heads", None, False, True))
+    labels, timed = {}, {}
     for name, views, extra_heads, classifier in configurations:
         captioner = Captioner.load(args.model, tag_views=views, extra_tag_heads=extra_heads,
                                    classifier=classifier)
         head = captioner.tag_head
         encoders = [captioner.encoder_name] + [extra.encoder for extra, _ in captioner.extra_heads]
-        label = (f"{'+'.join(encoders)} x {','.join(head.views)}" if head is not None
-                 else "no tag head")
-        batch1 = images_per_second(lambda: [captioner.suggest([blob]) for blob in blobs[:16]], 16)
-        batch32 = images_per_second(
-            lambda: [captioner.suggest(blobs[start:start + 32])
-                     for start in range(0, len(blobs), 32)], len(blobs))
-        label += "" if classifier else ", no classifier"
-        results[name] = {"views": label, "batch1_img_s": round(batch1, 1),
+        labels[name] = ((f"{'+'.join(encoders)} x {','.join(head.views)}" if head is not None
+                         else "no tag head") + ("" if classifier else ", no classifier"))
+        timed[(name, "batch1_img_s")] = (
+            lambda c=captioner: [c.suggest([blob]) for blob in blobs[:16]], 16)
+        timed[(name, "batch32_img_s")] = (
+            lambda c=captioner: [c.suggest(blobs[start:start + 32])
+                                 for start in range(0, len(blobs), 32)], len(blobs))
+    speeds = interleaved_images_per_second(timed)
+    results = {}
+    for name, _, _, _ in configurations:
+        batch1, batch32 = speeds[(name, "batch1_img_s")], speeds[(name, "batch32_img_s")]
+        results[name] = {"views": labels[name], "batch1_img_s": round(batch1, 1),
                          "batch32_img_s": round(batch32, 1)}
-        print(f"suggest, tag heads {label}: batch 1 {batch1:6.1f} img/s "
+        print(f"suggest, tag heads {labels[name]}: batch 1 {batch1:6.1f} img/s "
               f"({1000 / batch1:5.0f} ms/image), batch 32 {batch32:6.1f} img/s")
     ratios = {}
     for name in ("no_classifier", "six_views", "no_extra_heads"):

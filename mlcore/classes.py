@@ -58,29 +58,37 @@ def imagenet_classes() -> tuple[ImageNetClass, ...]:
 
 
 class ClassTagMap:
-    """Class probabilities → tag probabilities: one sparse 0/1 matrix, classes × tags.
+    """Class probabilities → tag probabilities: a sparse 0/1 map, classes × tags.
 
     A tag's probability is the sum over the classes that carry it, i.e. the classifier's
     probability that the photo shows something of that kind, kept in two parts: from classes it
     names (``goldenretriever``) and from classes it is a hypernym of (``dog``), which the fusion
     weighs apart (people write "dog", rarely the breed).
+
+    Stored as (class, tag part) pairs and summed with ``np.bincount``, not as a dense matrix
+    product: a product would start the BLAS library's threads, which keep spinning after it and
+    take CPU from TensorFlow's encoder and decoder on a small machine.
     """
 
     def __init__(self, classes: tuple[ImageNetClass, ...]) -> None:
         self.tags: list[str] = sorted({tag for entry in classes for tag in entry.tags})
         self.index = {tag: position for position, tag in enumerate(self.tags)}
-        #: (classes, tags, 2): [..., 0] the tag is the class's own name, [..., 1] a hypernym of it
-        self.matrix = np.zeros((len(classes), len(self.tags), 2), np.float32)
-        for row, entry in enumerate(classes):
-            for position, tag in enumerate(entry.tags):
-                self.matrix[row, self.index[tag], 0 if position == 0 else 1] = 1.0
-        self._flat = self.matrix.reshape(len(classes), -1)
+        pairs = [(row, 2 * self.index[tag] + (0 if position == 0 else 1))
+                 for row, entry in enumerate(classes) for position, tag in enumerate(entry.tags)]
+        #: the class of each pair, and its column in the (tags, 2) result flattened:
+        #: 2 * tag + 0 when the tag is the class's own name, + 1 when it is a hypernym of it
+        self._classes = np.array([row for row, _ in pairs], np.intp)
+        self._columns = np.array([column for _, column in pairs], np.intp)
 
     def tag_probabilities(self, class_probabilities: np.ndarray) -> np.ndarray:
         """``(N, 1000)`` → ``(N, len(tags), 2)``: each tag's probability as an own name and as a
         hypernym (the sum of the two is at most 1: a class carries a tag once)."""
         probabilities = np.asarray(class_probabilities, np.float32)
-        return (probabilities @ self._flat).reshape(len(probabilities), len(self.tags), 2)
+        count, width = len(probabilities), 2 * len(self.tags)
+        columns = (np.arange(count)[:, None] * width + self._columns[None, :]).ravel()
+        sums = np.bincount(columns, weights=probabilities[:, self._classes].ravel(),
+                           minlength=count * width)
+        return sums.astype(np.float32).reshape(count, len(self.tags), 2)
 
 
 @lru_cache(maxsize=1)

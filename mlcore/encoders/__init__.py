@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -59,11 +60,23 @@ class ImageNetHead:
     bias: np.ndarray  # (1000,)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """``(N, feature_dim)`` pooled features → ``(N, 1000)`` softmax probabilities."""
-        logits = np.asarray(features, np.float32) @ self.kernel + self.bias
-        logits -= logits.max(axis=1, keepdims=True)
-        exps = np.exp(logits)
-        return exps / exps.sum(axis=1, keepdims=True)
+        """``(N, feature_dim)`` pooled features → ``(N, 1000)`` softmax probabilities.
+
+        In TensorFlow, on the encoder's own thread pool: a NumPy product would start the BLAS
+        library's threads, which keep spinning afterwards and slow the encoder and decoder down
+        on a small machine."""
+        import tensorflow as tf
+
+        kernel, bias = self._tensors
+        logits = tf.linalg.matmul(np.asarray(features, np.float32), kernel) + bias
+        return tf.nn.softmax(logits, axis=-1).numpy()
+
+    @cached_property
+    def _tensors(self) -> tuple[Any, Any]:
+        """The weights as TensorFlow constants, converted once (not 5 MB per call)."""
+        import tensorflow as tf
+
+        return tf.constant(self.kernel, tf.float32), tf.constant(self.bias, tf.float32)
 
 
 ENCODERS: dict[str, EncoderSpec] = {
