@@ -357,6 +357,9 @@ class ModelVersion(models.Model):
 
     class Meta:
         ordering = ["-created", "-pk"]
+        # Switching the serving model changes every new suggestion: its own permission, apart
+        # from editing a version's notes (change_modelversion).
+        permissions = [("promote_modelversion", "Can promote or roll back the serving model version")]
         constraints = [
             models.UniqueConstraint(
                 fields=["is_serving"], condition=models.Q(is_serving=True), name="hashtags_modelversion_one_serving"

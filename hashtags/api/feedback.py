@@ -3,7 +3,7 @@
     POST   posts/<app_label.model>/<pk>/caption/   {"caption": "a puppy on the beach"[, "field": "image"]}
     DELETE posts/<app_label.model>/<pk>/caption/   withdraw the correction
 
-Same permissions as the suggestion endpoints: the post's owner, staff and moderators.
+Same permissions as the suggestion endpoints: the post's owner and moderators (``hashtags.change_suggestion``).
 """
 
 from __future__ import annotations

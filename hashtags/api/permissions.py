@@ -1,10 +1,12 @@
-"""Who may review an object's tags: its owner (``OWNER_FIELD``), staff, moderators."""
+"""Who may review an object's tags (its owner via ``OWNER_FIELD``, or a moderator holding
+``hashtags.change_suggestion``) and who may switch the serving model (``hashtags.promote_modelversion``).
+The rules themselves live in :mod:`hashtags.registry`; these classes only hand them to DRF."""
 
 from rest_framework.permissions import BasePermission
 from rest_framework.throttling import ScopedRateThrottle
 
 from ..conf import hashtags_settings
-from ..registry import can_review
+from ..registry import can_promote, can_review
 
 
 class CanReviewObject(BasePermission):
@@ -12,6 +14,13 @@ class CanReviewObject(BasePermission):
 
     def has_object_permission(self, request, view, obj) -> bool:
         return can_review(request.user, obj)
+
+
+class CanPromoteModel(BasePermission):
+    message = "Switching the serving model needs the hashtags.promote_modelversion permission."
+
+    def has_permission(self, request, view) -> bool:
+        return can_promote(request.user)
 
 
 class TagImageThrottle(ScopedRateThrottle):

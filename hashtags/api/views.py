@@ -15,7 +15,7 @@ from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
@@ -27,7 +27,7 @@ from ..explain import caption_is_uncertain
 from ..models import AcceptedTag, Hashtag, HashtagOptOut, ImageAnalysis, ModelVersion, Suggestion
 from ..registry import content_type_for, content_type_key, get_watched_model, watched_fields, watched_models
 from ..tags import InvalidTag, canonical_name
-from .permissions import CanReviewObject, TagImageThrottle, read_permissions
+from .permissions import CanPromoteModel, CanReviewObject, TagImageThrottle, read_permissions
 from .serializers import (
     AcceptedTagSerializer,
     AnalysisSerializer,
@@ -504,9 +504,9 @@ class ModelVersionListView(APIView):
 
 
 class ModelVersionPromoteView(APIView):
-    """Serve this version from now on (staff only). Workers switch at their next task."""
+    """Serve this version from now on (``hashtags.promote_modelversion``). Workers switch at their next task."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAuthenticated, CanPromoteModel]
 
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 400: ErrorSerializer, 404: ErrorSerializer})
     def post(self, request, version):
@@ -523,9 +523,9 @@ class ModelVersionPromoteView(APIView):
 
 
 class ModelVersionRollbackView(APIView):
-    """Serve the version that served before the current one (staff only)."""
+    """Serve the version that served before the current one (``hashtags.promote_modelversion``)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAuthenticated, CanPromoteModel]
 
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 400: ErrorSerializer})
     def post(self, request):

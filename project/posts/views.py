@@ -106,8 +106,13 @@ def photo_alt(post: Post, caption: str, uncertain: bool) -> str:
     return f"{alt}. {hedged_caption(caption)}" if uncertain else f"{alt}: {caption}"
 
 
+def can_delete(user, post: Post) -> bool:
+    """The owner, or someone holding ``posts.delete_post`` (staff status alone is not enough)."""
+    return user.is_authenticated and (post.owner_id == user.pk or user.has_perm("posts.delete_post"))
+
+
 def reviewable_post(request: HttpRequest, pk: int) -> Post:
-    """The post, if the user may review its tags (owner, staff, moderator); 403 otherwise."""
+    """The post, if the user may review its tags (owner or moderator, as in the API); 403 otherwise."""
     post = get_object_or_404(Post, pk=pk)
     if not can_review(request.user, post):
         raise PermissionDenied("Only the owner of this post or a moderator can change its hashtags.")
@@ -196,6 +201,7 @@ def post_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "accepted": accepted,
         "can_review": reviewer,
         "is_owner": request.user.is_authenticated and post.owner_id == request.user.pk,
+        "can_delete": can_delete(request.user, post),
         "tag_form": TagForm(),
         "trending": [],  # the detail page has no sidebar
     }
@@ -296,7 +302,7 @@ def reanalyze_post(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def delete_post(request: HttpRequest, pk: int) -> HttpResponse:
     post = get_object_or_404(Post, pk=pk)
-    if not (request.user.is_staff or post.owner_id == request.user.pk):
+    if not can_delete(request.user, post):
         raise PermissionDenied("Only the owner can delete this post.")
     image = post.image
     post.delete()

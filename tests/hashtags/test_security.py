@@ -1,0 +1,270 @@
+"""Security: each finding of issue 17 as a test that failed before the fix.
+
+The permission matrix runs every API route and admin action as seven people: anonymous, another
+user, the post's owner, a staff account without permissions, a view-only staff account, a
+moderator (staff holding ``hashtags.change_suggestion`` and the admin's change permissions) and a
+superuser. Rows are real database rows; nothing is mocked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
+
+from hashtags import versions
+from hashtags.models import AcceptedTag, Hashtag, ImageAnalysis, ModelVersion, Suggestion
+from project.posts.models import Post
+
+pytestmark = pytest.mark.django_db
+API = "/api/hashtags/"
+
+ROLES = ["anonymous", "other", "owner", "staff", "viewer", "moderator", "superuser"]
+VIEW_PERMISSIONS = ["view_suggestion", "view_hashtag", "view_imageanalysis", "view_modelversion", "view_acceptedtag"]
+MODERATOR_PERMISSIONS = VIEW_PERMISSIONS + ["change_suggestion", "change_hashtag", "change_imageanalysis"]
+
+
+def grant(user, *codenames: str):
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames, content_type__app_label="hashtags"))
+    return type(user).objects.get(pk=user.pk)  # a fresh instance: permissions are cached per object
+
+
+@pytest.fixture
+def people(django_user_model, user, other_user):
+    make = django_user_model.objects.create_user
+    return {
+        "anonymous": None,
+        "other": other_user,
+        "owner": user,
+        "staff": make("staff", password="pw-staff-123", is_staff=True),
+        "viewer": grant(make("viewer", password="pw-viewer-123", is_staff=True), *VIEW_PERMISSIONS),
+        "moderator": grant(make("moderator", password="pw-moderator-123", is_staff=True), *MODERATOR_PERMISSIONS),
+        "superuser": django_user_model.objects.create_superuser("root", "root@example.com", "pw-root-123"),
+    }
+
+
+@pytest.fixture
+def suggested(recording, make_post, user):
+    """The owner's post with a finished analysis and three pending suggestions (rows as the
+    analysis writes them; the model itself is tested elsewhere)."""
+    post = make_post()
+    analysis = ImageAnalysis.objects.create(
+        content_type=ContentType.objects.get_for_model(Post), object_id=str(post.pk), field_name="image",
+        image_name=post.image.name, image_sha256="0" * 64, model_version="tiny-1", status="done",
+        caption="a dog runs on the grass", captions=["a dog runs on the grass", "a dog on grass"],
+        caption_confidence=0.8,
+    )
+    for rank, name in enumerate(["dog", "grass", "run"], 1):
+        Suggestion.objects.create(analysis=analysis, hashtag=Hashtag.objects.create(name=name), score=0.9 - rank / 10,
+                                  rank=rank, model_version="tiny-1")
+    recording.clear()
+    return post, analysis
+
+
+def _client(api_client, person):
+    if person is not None:
+        api_client.force_authenticate(person)
+    return api_client
+
+
+# API ----------------------------------------------------------------------------------------------
+
+REVIEWERS = {"owner", "moderator", "superuser"}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_api_object_routes_answer_only_owner_and_moderators(suggested, people, api_client, recording, role):
+    post, analysis = suggested
+    client = _client(api_client, people[role])
+    first, second, third = analysis.suggestions.order_by("rank")
+    obj = f"{API}posts/posts.post/{post.pk}/"
+    calls = [
+        ("get", obj, None, 200),
+        ("get", obj + "suggestions/", None, 200),
+        ("get", obj + "tags/", None, 200),
+        ("get", f"{API}suggestions/{first.pk}/", None, 200),
+        ("post", f"{API}suggestions/{first.pk}/accept/", None, 200),
+        ("post", f"{API}suggestions/{second.pk}/reject/", None, 200),
+        ("post", f"{API}suggestions/{second.pk}/reset/", None, 200),
+        ("post", f"{API}suggestions/{third.pk}/edit/", {"tag": "#puppy"}, 200),
+        ("post", obj + "tags/", {"tag": "#mine"}, 201),
+        ("delete", obj + "tags/mine/", None, 204),
+        ("post", obj + "caption/", {"caption": "a puppy on a lawn"}, 200),
+        ("post", obj + "analyze/", None, 202),
+    ]
+    denied = 401 if role == "anonymous" else 403
+    for method, url, body, allowed in calls:
+        response = getattr(client, method)(url, body, format="json")
+        expected = allowed if role in REVIEWERS else denied
+        assert response.status_code == expected, (role, method, url, response.content[:300])
+    analysis.refresh_from_db()
+    states = sorted(analysis.suggestions.values_list("state", flat=True))
+    if role in REVIEWERS:
+        # #mine was added (an "added" suggestion), then removed: rejected
+        assert states == ["accepted", "edited", "pending", "rejected"] and analysis.corrected_caption == "a puppy on a lawn"
+        assert recording == [("posts", "post", post.pk, "image", True)]
+    else:  # nothing changed, nothing queued
+        assert states == ["pending"] * 3 and analysis.corrected_caption is None and recording == []
+        assert not AcceptedTag.objects.exists()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_api_public_and_signed_in_reads(suggested, people, api_client, role):
+    client = _client(api_client, people[role])
+    for url in ("posts/?tag=dog", "trending/", "tags/"):
+        assert client.get(API + url).status_code == 200, url
+    signed_in = 401 if role == "anonymous" else 200
+    assert client.get(API + "models/").status_code == signed_in
+    assert client.get(API + "opt-out/").status_code == signed_in
+
+
+@pytest.fixture
+def two_versions(hashtags_config, tiny_artifact, tmp_path):
+    """The configured tiny model serves as its own version; a copy relabelled "v2" is registered."""
+    from hashtags.inference import reset_captioner
+
+    reset_captioner()
+    hashtags_config(MODEL_DIR=str(tiny_artifact), MODEL_CHECK_INTERVAL=3600)
+    v1 = versions.serving_version()
+    copy = tmp_path / "v2"
+    shutil.copytree(tiny_artifact, copy)
+    manifest = json.loads((copy / "model.json").read_text())
+    manifest["version"] = "v2"
+    (copy / "model.json").write_text(json.dumps(manifest))
+    v2 = versions.register(copy)
+    yield v1, v2
+    reset_captioner()
+
+
+@pytest.mark.parametrize("role", ROLES + ["promoter"])
+def test_api_promote_and_rollback_need_the_model_version_permission(two_versions, people, api_client, role,
+                                                                    django_user_model):
+    v1, v2 = two_versions
+    if role == "promoter":  # staff is not needed, the permission is
+        people["promoter"] = grant(django_user_model.objects.create_user("promoter"), "promote_modelversion")
+    client = _client(api_client, people[role])
+    allowed = role in ("superuser", "promoter")
+    denied = 401 if role == "anonymous" else 403
+    response = client.post(f"{API}models/{v2.version}/promote/")
+    assert response.status_code == (200 if allowed else denied), response.content
+    assert versions.serving_version().version == (v2.version if allowed else v1.version)
+    response = client.post(f"{API}models/rollback/")
+    assert response.status_code == (200 if allowed else denied)
+    assert versions.serving_version().version == v1.version
+
+
+# Admin --------------------------------------------------------------------------------------------
+
+# Who may run which admin action; everyone else sees nothing happen.
+ADMIN_ALLOWED = {
+    "suggestion": {"moderator", "superuser"},
+    "merge": {"moderator", "superuser"},
+    "recount": {"moderator", "superuser"},
+    "rerun": {"moderator", "superuser"},
+    "promote": {"superuser"},
+}
+
+
+@pytest.fixture
+def admin_as(client, people):
+    def login(role):
+        if people[role] is not None:
+            client.force_login(people[role])
+        return client
+
+    return login
+
+
+def _action(client, url, action, ids, **extra):
+    return client.post(url, {"action": action, "_selected_action": [str(i) for i in ids], **extra})
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_admin_suggestion_actions_need_the_review_permission(suggested, admin_as, role):
+    post, analysis = suggested
+    client = admin_as(role)
+    first, second, third = analysis.suggestions.order_by("rank")
+    _action(client, "/admin/hashtags/reviewqueueitem/", "accept_selected", [first.pk])
+    _action(client, "/admin/hashtags/suggestion/", "reject_selected", [second.pk])
+    _action(client, "/admin/hashtags/suggestion/", "edit_selected", [third.pk], apply="1", tag="#puppy")
+    allowed = role in ADMIN_ALLOWED["suggestion"]
+    states = [s.state for s in analysis.suggestions.order_by("rank")]
+    assert states == (["accepted", "rejected", "edited"] if allowed else ["pending"] * 3), role
+    _action(client, "/admin/hashtags/suggestion/", "reset_selected", [first.pk])
+    # In place: the change form and the list's editable state column.
+    client.post(f"/admin/hashtags/suggestion/{second.pk}/change/", {"state": "accepted", "new_tag": ""})
+    client.post("/admin/hashtags/reviewqueueitem/", {
+        "form-TOTAL_FORMS": "1", "form-INITIAL_FORMS": "1", "form-0-id": str(first.pk),
+        "form-0-state": "rejected", "_save": "Save",
+    })
+    states = [s.state for s in analysis.suggestions.order_by("rank")]
+    assert states == (["rejected", "accepted", "edited"] if allowed else ["pending"] * 3), role
+    assert AcceptedTag.objects.exists() == allowed
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_admin_tag_merge_and_recount_need_permissions(suggested, admin_as, role):
+    client = admin_as(role)
+    dog, grass = Hashtag.objects.get(name="dog"), Hashtag.objects.get(name="grass")
+    Hashtag.objects.filter(pk=dog.pk).update(usage_count=99)
+    _action(client, "/admin/hashtags/hashtag/", "refresh_usage_counts", [dog.pk])
+    dog.refresh_from_db()
+    assert dog.usage_count == (0 if role in ADMIN_ALLOWED["recount"] else 99), role
+    _action(client, "/admin/hashtags/hashtag/", "merge_selected", [dog.pk, grass.pk], apply="1", target=dog.pk)
+    grass.refresh_from_db()
+    assert (grass.merged_into_id == dog.pk) == (role in ADMIN_ALLOWED["merge"]), role
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_admin_rerun_needs_the_review_permission(suggested, admin_as, recording, role,
+                                                 django_capture_on_commit_callbacks):
+    post, analysis = suggested
+    client = admin_as(role)
+    with django_capture_on_commit_callbacks(execute=True):
+        _action(client, "/admin/hashtags/imageanalysis/", "rerun_selected", [analysis.pk])
+    assert bool(recording) == (role in ADMIN_ALLOWED["rerun"]), role
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_admin_promote_and_rollback_need_the_model_version_permission(two_versions, admin_as, role):
+    v1, v2 = two_versions
+    client = admin_as(role)
+    _action(client, "/admin/hashtags/modelversion/", "promote_selected", [v2.pk])
+    allowed = role in ADMIN_ALLOWED["promote"]
+    assert versions.serving_version().version == (v2.version if allowed else v1.version), role
+    if allowed:
+        client.post("/admin/hashtags/modelversion/", {"action": "roll_back", "index": 0})
+        assert versions.serving_version().version == v1.version
+    else:  # even with the serving version selected for it (what the changelist does itself)
+        _action(client, "/admin/hashtags/modelversion/", "roll_back", [v1.pk])
+        assert ModelVersion.objects.get(is_serving=True).pk == v1.pk
+
+
+def test_view_only_staff_sees_the_queue_but_no_actions(suggested, admin_as):
+    page = admin_as("viewer").get("/admin/hashtags/reviewqueueitem/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "#dog" in html and "accept_selected" not in html
+    page = admin_as("moderator").get("/admin/hashtags/reviewqueueitem/")
+    assert "accept_selected" in page.content.decode()
+
+
+# Demo pages ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("role", ROLES)
+def test_demo_review_controls_follow_the_same_rule(suggested, admin_as, role):
+    post, analysis = suggested
+    client = admin_as(role)
+    first = analysis.suggestions.order_by("rank").first()
+    page = client.get(f"/posts/{post.pk}/").content.decode()
+    reviewer = role in REVIEWERS
+    assert ("Suggestions</h2>" in page) == reviewer, role
+    response = client.post(f"/posts/{post.pk}/suggestions/{first.pk}/accept/")
+    first.refresh_from_db()
+    assert first.state == ("accepted" if reviewer else "pending"), role
+    if role != "anonymous" and not reviewer:
+        assert response.status_code == 403
+    response = client.post(f"/posts/{post.pk}/delete/")
+    assert Post.objects.filter(pk=post.pk).exists() == (role not in ("owner", "superuser")), role
