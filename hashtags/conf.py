@@ -79,8 +79,12 @@ DEFAULTS: dict[str, Any] = {
     "READ_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     # Default window of GET trending/.
     "TRENDING_DAYS": 7,
-    # The feedback re-ranker (hashtags.reranker): where the trained model is saved and read
-    # (None = MEDIA_ROOT/hashtags/reranker.joblib; no file = suggestions keep the captioner's order),
+    # Directory of the app's own trained files (the re-ranker). Keep it out of MEDIA_ROOT and
+    # STATIC_ROOT: those take uploads and are published. None = $XDG_DATA_HOME/django-hashtags
+    # (~/.local/share/django-hashtags).
+    "DATA_DIR": None,
+    # The feedback re-ranker (hashtags.reranker): where the trained model is saved and read as JSON
+    # (None = DATA_DIR/reranker.json; no file = suggestions keep the captioner's order),
     # how many people's decisions it needs before it trains, and how often the Celery beat task
     # hashtags.train_reranker retrains it (seconds or a celery schedule; None = no periodic task).
     "RERANKER_PATH": None,

@@ -114,6 +114,8 @@ HASHTAGS = {
     "OWNER_FIELD": "owner",
     "EXECUTOR": os.environ.get("HASHTAGS_EXECUTOR") or ("celery" if os.environ.get("CELERY_BROKER_URL") else "thread"),
     "QUEUE": os.environ.get("HASHTAGS_QUEUE", "gpu"),
+    # Trained files of the app (the re-ranker, JSON): beside the database, not in MEDIA_ROOT.
+    "DATA_DIR": os.environ.get("HASHTAGS_DATA_DIR") or str(VAR_DIR / "hashtags"),
 }
 if os.environ.get("HASHTAGS_MIN_SCORE"):
     HASHTAGS["MIN_SCORE"] = float(os.environ["HASHTAGS_MIN_SCORE"])

@@ -268,3 +268,61 @@ def test_demo_review_controls_follow_the_same_rule(suggested, admin_as, role):
         assert response.status_code == 403
     response = client.post(f"/posts/{post.pk}/delete/")
     assert Post.objects.filter(pk=post.pk).exists() == (role not in ("owner", "superuser")), role
+
+
+# No pickle from a public folder ---------------------------------------------------------------------
+
+class _Planted:
+    """What an attacker plants: unpickling it creates ``marker`` (a harmless stand-in for os.system)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("where", ["configured", "legacy"])
+def test_a_planted_pickle_is_never_loaded(settings, hashtags_config, tmp_path, caplog, where):
+    import pickle
+    from pathlib import Path
+
+    import joblib
+
+    from hashtags import reranker
+    from mlcore.captioner import Suggestion as Result
+    from mlcore.extractor import Hashtag as Found
+
+    marker = tmp_path / "pwned"
+    if where == "configured":  # even at the configured path, named as the old default was
+        target = tmp_path / "state" / "reranker.joblib"
+        hashtags_config(RERANKER_PATH=str(target))
+    else:  # the old default location, inside MEDIA_ROOT where uploads go
+        target = Path(settings.MEDIA_ROOT) / "hashtags" / "reranker.joblib"
+    target.parent.mkdir(parents=True)
+    joblib.dump(_Planted(marker), target)
+    assert target.read_bytes()[:1] in reranker.PICKLE_MAGIC
+    reranker.reset_cache()
+    assert not reranker.reranker_path().resolve().is_relative_to(Path(settings.MEDIA_ROOT).resolve())
+    result = Result(caption="a dog", captions=["a dog"], log_probs=[-1.0], hashtags=[Found("#dog", 0.9, ("caption",))],
+                    model_version="tiny", timings={})
+    with caplog.at_level("WARNING", logger="hashtags"):
+        assert reranker.get_reranker() is None
+        assert reranker.apply_to_suggestion(result, None) is result
+    assert not marker.exists()  # the pickle never ran
+    assert "pickle" in caplog.text and "never" in caplog.text and str(target) in caplog.text
+    with pytest.raises(reranker.UnsafeReranker):
+        reranker.load(target)
+    # A protocol-0 pickle is not JSON either: refused as well.
+    target.write_bytes(pickle.dumps(_Planted(marker), protocol=0))
+    reranker.reset_cache()
+    assert reranker.get_reranker() is None or where == "legacy"
+    assert not marker.exists()
+
+
+def test_reranker_inside_media_root_is_a_check_warning(settings, hashtags_config):
+    from hashtags.checks import check_reranker_location
+
+    assert check_reranker_location() == []
+    hashtags_config(RERANKER_PATH=f"{settings.MEDIA_ROOT}/hashtags/reranker.json")
+    assert [w.id for w in check_reranker_location()] == ["hashtags.W001"]
