@@ -448,15 +448,22 @@ class ImageAnalysisAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Re-run the analysis of the selected images"), permissions=["rerun"])
     def rerun_selected(self, request, queryset):
-        jobs = set()
+        jobs, opted_out = set(), 0
         for analysis in queryset:
             model = analysis.content_type.model_class()
             if model is None or analysis.field_name not in watched_fields(model):
+                continue
+            obj = analysis.content_object
+            if obj is not None and HashtagOptOut.covers(obj):
+                opted_out += 1
                 continue
             jobs.add((model._meta.app_label, model._meta.model_name, analysis.object_id, analysis.field_name))
         for job in jobs:
             transaction.on_commit(lambda job=job: enqueue_analysis(*job, force=True))
         self.message_user(request, f"Queued {len(jobs)} analysis/analyses.", messages.SUCCESS)
+        if opted_out:
+            self.message_user(request, f"Skipped {opted_out}: the owner opted out of automatic hashtags.",
+                              messages.WARNING)
 
 
 @admin.register(AcceptedTag)

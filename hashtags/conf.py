@@ -73,6 +73,9 @@ DEFAULTS: dict[str, Any] = {
     "TAG_IMAGE_THROTTLE": "30/hour",
     # Largest upload accepted by POST tag-image/ (bytes).
     "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
+    # Image file extensions hashtags.validators.validate_image_upload lets a platform store (the
+    # demo's upload form and Post.image use it); the file's format must match its extension.
+    "IMAGE_EXTENSIONS": ["jpg", "jpeg", "png", "webp", "gif"],
     # Largest stored image a worker reads (bytes); bigger files fail their analysis with a reason.
     "MAX_IMAGE_BYTES": 20 * 1024 * 1024,
     # Permission classes (import strings) for the public read endpoints (posts by tag, trending).

@@ -17,6 +17,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
 from . import explain
+from .registry import owner_id
 from .tags import canonical_name, display
 
 
@@ -311,6 +312,11 @@ class HashtagOptOut(models.Model):
     @classmethod
     def is_opted_out(cls, user_id) -> bool:
         return user_id is not None and cls.objects.filter(user_id=user_id).exists()
+
+    @classmethod
+    def covers(cls, obj: models.Model) -> bool:
+        """The object's owner opted out: it is never analysed, not even when someone forces it."""
+        return cls.is_opted_out(owner_id(obj))
 
 
 class ServingReason(models.TextChoices):

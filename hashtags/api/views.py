@@ -255,11 +255,15 @@ class PostTagDetailView(PostObjectMixin, APIView):
 
 
 class PostAnalyzeView(PostObjectMixin, APIView):
-    """Queue a fresh analysis of the post's image(s), even if one exists."""
+    """Queue a fresh analysis of the post's image(s), even if one exists; never for an owner who
+    opted out (409)."""
 
-    @extend_schema(request=None, responses={202: None})
+    @extend_schema(request=None, responses={202: None, 409: ErrorSerializer})
     def post(self, request, content_type, pk):
         obj = self.get_post()
+        if HashtagOptOut.covers(obj):
+            return error("the owner of this post opted out of automatic hashtags: nothing queued",
+                         status.HTTP_409_CONFLICT)
         meta = obj._meta
         for field in watched_fields(type(obj)):
             if getattr(obj, field):
@@ -441,7 +445,9 @@ class TrendingView(APIView):
 
 
 class HashtagListView(generics.ListAPIView):
-    """The tag vocabulary (``?search=do`` for prefix autocomplete), most used first."""
+    """The tag vocabulary (``?search=do`` for prefix autocomplete), most used first: tags some
+    object carries now. Tags only ever suggested, typed into a private review or removed again are
+    not public."""
 
     serializer_class = HashtagSerializer
     pagination_class = Pagination
@@ -454,7 +460,7 @@ class HashtagListView(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        qs = Hashtag.objects.active().order_by("-usage_count", "name")
+        qs = Hashtag.objects.active().filter(usage_count__gt=0).order_by("-usage_count", "name")
         search = self.request.query_params.get("search", "").strip().lstrip("#")
         if search:
             qs = qs.filter(name__istartswith=search)

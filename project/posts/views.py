@@ -126,7 +126,8 @@ def back_to(post: Post, anchor: str = "tags") -> HttpResponse:
 def paginate(request: HttpRequest, queryset) -> tuple:
     page = Paginator(queryset, POSTS_PER_PAGE).get_page(request.GET.get("page"))
     posts = list(page.object_list)
-    statuses = statuses_for(posts)
+    # Analysis status is the reviewers' business, as in the API: no badge on others' posts.
+    statuses = statuses_for([p for p in posts if can_review(request.user, p)])
     for post in posts:
         post.analysis_status = statuses.get(post.pk, "")
     return page, posts
@@ -174,9 +175,11 @@ def create_post(request: HttpRequest) -> HttpResponse:
 @require_GET
 def post_detail(request: HttpRequest, pk: int) -> HttpResponse:
     post = get_object_or_404(Post.objects.select_related("owner"), pk=pk)
-    analysis = current_analysis(post)
-    status = analysis_status(post, analysis)
     reviewer = can_review(request.user, post)
+    # Captions, beam captions, status and errors are shown to whoever the API shows them to (the
+    # owner and moderators); everyone else sees the photo and its accepted tags.
+    analysis = current_analysis(post) if reviewer else None
+    status = analysis_status(post, analysis) if reviewer else ""
     suggestions = []
     if analysis is not None and reviewer:
         suggestions = list(
@@ -210,8 +213,11 @@ def post_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def post_status(request: HttpRequest, pk: int) -> JsonResponse:
-    """What the detail page polls while an analysis is queued or running."""
+    """What the detail page polls while an analysis is queued or running (owner and moderators)."""
     post = get_object_or_404(Post, pk=pk)
+    if not can_review(request.user, post):
+        return JsonResponse({"error": "Only the owner of this post or a moderator can see its analysis."},
+                            status=403)
     analysis = current_analysis(post)
     return JsonResponse(
         {
@@ -291,7 +297,9 @@ def remove_tag(request: HttpRequest, pk: int, tag: str) -> HttpResponse:
 @require_POST
 def reanalyze_post(request: HttpRequest, pk: int) -> HttpResponse:
     post = reviewable_post(request, pk)
-    if post.image:
+    if HashtagOptOut.covers(post):
+        messages.error(request, "The owner opted out of automatic hashtags: the photo is not analysed.")
+    elif post.image:
         meta = Post._meta
         enqueue_analysis(meta.app_label, meta.model_name, post.pk, IMAGE_FIELD, force=True)
         messages.info(request, "Analysis queued again.")

@@ -326,3 +326,80 @@ def test_reranker_inside_media_root_is_a_check_warning(settings, hashtags_config
     assert check_reranker_location() == []
     hashtags_config(RERANKER_PATH=f"{settings.MEDIA_ROOT}/hashtags/reranker.json")
     assert [w.id for w in check_reranker_location()] == ["hashtags.W001"]
+
+
+# Uploads, opt-out, what is public -------------------------------------------------------------------
+
+def _gif_with_html() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(buffer, format="GIF")
+    return buffer.getvalue() + b"<html><script>alert(document.cookie)</script></html>"
+
+
+@pytest.mark.parametrize("name, data, error", [
+    ("invoice.pdf", _gif_with_html(), "are not accepted"),
+    ("page.html", _gif_with_html(), "“html” is not allowed"),  # Django's own check already refuses this one
+    ("photo.jpg", _gif_with_html(), "is a GIF image but is named .jpg"),
+])
+def test_demo_upload_refuses_non_image_names(client, recording, user, name, data, error):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(user)
+    response = client.post("/posts/new/", {"image": SimpleUploadedFile(name, data, "image/gif"), "text": ""})
+    assert response.status_code == 200 and error in response.content.decode()
+    assert not Post.objects.exists()
+    ok = client.post("/posts/new/", {"image": SimpleUploadedFile("red.gif", data, "image/gif"), "text": ""})
+    assert ok.status_code == 302 and Post.objects.get().image.name.endswith(".gif")
+
+
+def test_forced_analysis_honours_the_opt_out(suggested, people, api_client, admin_as, recording, user,
+                                             django_capture_on_commit_callbacks):
+    from hashtags.analysis import run_analysis
+    from hashtags.models import HashtagOptOut
+
+    post, analysis = suggested
+    HashtagOptOut.objects.create(user=user)
+    assert run_analysis("posts", "post", post.pk, "image", force=True) is None
+    api_client.force_authenticate(people["superuser"])
+    response = api_client.post(f"{API}posts/posts.post/{post.pk}/analyze/")
+    assert response.status_code == 409 and "opted out" in response.json()["error"]
+    with django_capture_on_commit_callbacks(execute=True):
+        page = admin_as("superuser").post("/admin/hashtags/imageanalysis/", {
+            "action": "rerun_selected", "_selected_action": [analysis.pk]}, follow=True)
+    assert "opted out" in page.content.decode()
+    page = admin_as("superuser").post(f"/posts/{post.pk}/analyze/", follow=True)
+    assert "opted out" in page.content.decode()
+    assert recording == [] and ImageAnalysis.objects.count() == 1
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_demo_pages_show_analysis_only_to_those_the_api_shows_it_to(suggested, admin_as, api_client, people, role):
+    post, analysis = suggested
+    analysis.corrected_caption = "a puppy on a lawn"
+    analysis.save()
+    client = admin_as(role)
+    page = client.get(f"/posts/{post.pk}/").content.decode()
+    status = client.get(f"/posts/{post.pk}/status/")
+    api = _client(api_client, people[role]).get(f"{API}posts/posts.post/{post.pk}/")
+    shown = role in REVIEWERS
+    assert (api.status_code == 200) == shown
+    for text in ("a puppy on a lawn", "a dog on grass", 'id="analysis-status"', "tiny-1"):
+        assert (text in page) == shown, (role, text)
+    assert status.status_code == (200 if shown else 403)
+    if shown:
+        assert status.json()["status"] == "done"
+
+
+def test_public_vocabulary_lists_used_tags_only(suggested, api_client, user):
+    from hashtags import services
+
+    post, analysis = suggested
+    services.add_tag(post, "sunset", user)
+    services.add_tag(post, "secret", user)
+    services.remove_tag(post, Hashtag.objects.get(name="secret"), user)
+    names = [row["name"] for row in api_client.get(f"{API}tags/").json()["results"]]
+    assert names == ["sunset"]  # not the pending suggestions, not the removed tag
