@@ -71,6 +71,16 @@ DEFAULTS: dict[str, Any] = {
     "OWNER_FIELD": "owner",
     # DRF throttle rate for anonymous + authenticated calls of POST tag-image/ (None = unthrottled).
     "TAG_IMAGE_THROTTLE": "30/hour",
+    # Rate of every hashtags API call per user (signed in) or client address (None = unthrottled),
+    # and of sign-in attempts per client address in the demo's login views.
+    "API_THROTTLE": "1000/hour",
+    "LOGIN_THROTTLE": "10/minute",
+    # How many reverse proxies of yours append to X-Forwarded-For in front of the app. 0: the
+    # header is ignored and the client is REMOTE_ADDR (a client can write any X-Forwarded-For).
+    "NUM_PROXIES": 0,
+    # CACHES alias holding the throttle counters; use a shared cache (Redis) when several
+    # processes serve the API, or each one counts on its own.
+    "THROTTLE_CACHE": "default",
     # Largest upload accepted by POST tag-image/ (bytes).
     "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
     # Image file extensions hashtags.validators.validate_image_upload lets a platform store (the

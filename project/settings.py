@@ -45,6 +45,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "project.login.LoginThrottleMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -117,8 +118,16 @@ HASHTAGS = {
     # Trained files of the app (the re-ranker, JSON): beside the database, not in MEDIA_ROOT.
     "DATA_DIR": os.environ.get("HASHTAGS_DATA_DIR") or str(VAR_DIR / "hashtags"),
 }
+# Behind reverse proxies that append to X-Forwarded-For, say how many; 0 = ignore the header.
+HASHTAGS["NUM_PROXIES"] = int(os.environ.get("DJANGO_NUM_PROXIES", "0"))
 if os.environ.get("HASHTAGS_MIN_SCORE"):
     HASHTAGS["MIN_SCORE"] = float(os.environ["HASHTAGS_MIN_SCORE"])
+
+# --- Cache: throttle counters. Shared Redis when DJANGO_CACHE_URL is set, so
+# that every web process counts against the same budget; per-process memory otherwise (demo).
+if os.environ.get("DJANGO_CACHE_URL"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": os.environ["DJANGO_CACHE_URL"]}}
 
 # --- Celery ----------------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -142,6 +151,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # DRF's own throttles (if a project adds some) then agree with the hashtags ones on who the client is.
+    "NUM_PROXIES": HASHTAGS["NUM_PROXIES"],
 }
 
 SPECTACULAR_SETTINGS = {

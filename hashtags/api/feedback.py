@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from .. import services
 from .serializers import AnalysisSerializer, ErrorSerializer
-from .views import PostObjectMixin, current_analyses, error
+from .views import PostObjectMixin, Throttled, current_analyses, error
 
 
 class CaptionInputSerializer(serializers.Serializer):
@@ -27,7 +27,7 @@ class CaptionInputSerializer(serializers.Serializer):
     )
 
 
-class PostCaptionView(PostObjectMixin, APIView):
+class PostCaptionView(PostObjectMixin, Throttled, APIView):
     """Correct (POST) or withdraw the correction of (DELETE) the caption of a post's current image."""
 
     def _analysis(self, obj, field: str | None):

@@ -3,7 +3,6 @@
 The rules themselves live in :mod:`hashtags.registry`; these classes only hand them to DRF."""
 
 from rest_framework.permissions import BasePermission
-from rest_framework.throttling import ScopedRateThrottle
 
 from ..conf import hashtags_settings
 from ..registry import can_promote, can_review
@@ -21,13 +20,6 @@ class CanPromoteModel(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return can_promote(request.user)
-
-
-class TagImageThrottle(ScopedRateThrottle):
-    """``ScopedRateThrottle`` whose rate is ``HASHTAGS["TAG_IMAGE_THROTTLE"]`` (None = off)."""
-
-    def get_rate(self):
-        return hashtags_settings.TAG_IMAGE_THROTTLE
 
 
 def read_permissions():

@@ -27,7 +27,8 @@ from ..explain import caption_is_uncertain
 from ..models import AcceptedTag, Hashtag, HashtagOptOut, ImageAnalysis, ModelVersion, Suggestion
 from ..registry import content_type_for, content_type_key, get_watched_model, watched_fields, watched_models
 from ..tags import InvalidTag, canonical_name
-from .permissions import CanPromoteModel, CanReviewObject, TagImageThrottle, read_permissions
+from .permissions import CanPromoteModel, CanReviewObject, read_permissions
+from .throttling import API_THROTTLES, TagImageThrottle
 from .serializers import (
     AcceptedTagSerializer,
     AnalysisSerializer,
@@ -87,6 +88,12 @@ def post_ref(obj, request, tags: list[str] | None = None) -> dict:
     }
 
 
+class Throttled:
+    """Every hashtags API view counts against ``HASHTAGS["API_THROTTLE"]`` (:mod:`.throttling`)."""
+
+    throttle_classes = API_THROTTLES
+
+
 # Tag an image now ---------------------------------------------------------------------------------
 
 class TagImageView(APIView):
@@ -94,7 +101,7 @@ class TagImageView(APIView):
 
     permission_classes = [AllowAny]
     parser_classes = [MultiPartParser, FormParser]
-    throttle_classes = [TagImageThrottle]
+    throttle_classes = [TagImageThrottle, *API_THROTTLES]
     throttle_scope = "hashtags_tag_image"
 
     @extend_schema(
@@ -190,7 +197,7 @@ def suggestions_of(analyses) -> list[Suggestion]:
     )
 
 
-class PostDetailView(PostObjectMixin, APIView):
+class PostDetailView(PostObjectMixin, Throttled, APIView):
     """A post's analysis status (with the error of a failed one), suggestions and accepted tags."""
 
     @extend_schema(responses={200: PostDetailSerializer})
@@ -208,7 +215,7 @@ class PostDetailView(PostObjectMixin, APIView):
         )
 
 
-class PostSuggestionsView(PostObjectMixin, APIView):
+class PostSuggestionsView(PostObjectMixin, Throttled, APIView):
     """The suggestions of a post's current image(s)."""
 
     @extend_schema(responses={200: SuggestionSerializer(many=True)})
@@ -217,7 +224,7 @@ class PostSuggestionsView(PostObjectMixin, APIView):
         return Response(SuggestionSerializer(suggestions_of(current_analyses(obj)), many=True).data)
 
 
-class PostTagsView(PostObjectMixin, APIView):
+class PostTagsView(PostObjectMixin, Throttled, APIView):
     """List a post's accepted tags, or add one of your own."""
 
     @extend_schema(responses={200: AcceptedTagSerializer(many=True)})
@@ -239,7 +246,7 @@ class PostTagsView(PostObjectMixin, APIView):
         return Response(AcceptedTagSerializer(accepted).data, status=status.HTTP_201_CREATED)
 
 
-class PostTagDetailView(PostObjectMixin, APIView):
+class PostTagDetailView(PostObjectMixin, Throttled, APIView):
     """Remove an accepted tag from a post (its suggestions become rejected)."""
 
     @extend_schema(responses={204: None, 404: ErrorSerializer})
@@ -254,7 +261,7 @@ class PostTagDetailView(PostObjectMixin, APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class PostAnalyzeView(PostObjectMixin, APIView):
+class PostAnalyzeView(PostObjectMixin, Throttled, APIView):
     """Queue a fresh analysis of the post's image(s), even if one exists; never for an owner who
     opted out (409)."""
 
@@ -293,13 +300,13 @@ class SuggestionMixin:
         return Response(SuggestionSerializer(suggestion).data)
 
 
-class SuggestionDetailView(SuggestionMixin, APIView):
+class SuggestionDetailView(SuggestionMixin, Throttled, APIView):
     @extend_schema(responses={200: SuggestionSerializer})
     def get(self, request, pk):
         return Response(SuggestionSerializer(self.get_suggestion(pk)).data)
 
 
-class SuggestionAcceptView(SuggestionMixin, APIView):
+class SuggestionAcceptView(SuggestionMixin, Throttled, APIView):
     """Accept: the tag becomes one of the post's tags."""
 
     @extend_schema(request=None, responses={200: SuggestionSerializer})
@@ -307,7 +314,7 @@ class SuggestionAcceptView(SuggestionMixin, APIView):
         return self.respond(services.accept(self.get_suggestion(pk), request.user))
 
 
-class SuggestionRejectView(SuggestionMixin, APIView):
+class SuggestionRejectView(SuggestionMixin, Throttled, APIView):
     """Reject (also un-accepts: the tag leaves the post)."""
 
     @extend_schema(request=None, responses={200: SuggestionSerializer})
@@ -315,7 +322,7 @@ class SuggestionRejectView(SuggestionMixin, APIView):
         return self.respond(services.reject(self.get_suggestion(pk), request.user))
 
 
-class SuggestionResetView(SuggestionMixin, APIView):
+class SuggestionResetView(SuggestionMixin, Throttled, APIView):
     """Undo a decision: back to pending."""
 
     @extend_schema(request=None, responses={200: SuggestionSerializer})
@@ -323,7 +330,7 @@ class SuggestionResetView(SuggestionMixin, APIView):
         return self.respond(services.reset(self.get_suggestion(pk), request.user))
 
 
-class SuggestionEditView(SuggestionMixin, APIView):
+class SuggestionEditView(SuggestionMixin, Throttled, APIView):
     """Replace the suggested tag with yours (``{"tag": "#puppy"}``); it is accepted."""
 
     @extend_schema(request=TagInputSerializer, responses={200: SuggestionSerializer, 400: ErrorSerializer})
@@ -345,7 +352,7 @@ class Pagination(PageNumberPagination):
     max_page_size = 100
 
 
-class PostsByTagView(generics.GenericAPIView):
+class PostsByTagView(Throttled, generics.GenericAPIView):
     """Posts carrying an accepted tag, newest tagging first: ``?tag=dog`` (``#`` optional)."""
 
     serializer_class = PostRefSerializer
@@ -411,7 +418,7 @@ class PostsByTagView(generics.GenericAPIView):
         return results
 
 
-class TrendingView(APIView):
+class TrendingView(Throttled, APIView):
     """Tags by accepted uses in the last ``days`` (default 7), most used first."""
 
     def get_permissions(self):
@@ -444,7 +451,7 @@ class TrendingView(APIView):
         )
 
 
-class HashtagListView(generics.ListAPIView):
+class HashtagListView(Throttled, generics.ListAPIView):
     """The tag vocabulary (``?search=do`` for prefix autocomplete), most used first: tags some
     object carries now. Tags only ever suggested, typed into a private review or removed again are
     not public."""
@@ -467,7 +474,7 @@ class HashtagListView(generics.ListAPIView):
         return qs
 
 
-class OptOutView(APIView):
+class OptOutView(Throttled, APIView):
     """Your opt-out: when on, your images are never analysed."""
 
     permission_classes = [IsAuthenticated]
@@ -489,7 +496,7 @@ class OptOutView(APIView):
 
 # Model versions -----------------------------------------------------------------------------------
 
-class ModelVersionListView(APIView):
+class ModelVersionListView(Throttled, APIView):
     """Registered model versions, newest first, with the serving flag and how people received each
     version's suggestions. Signed-in users only: acceptance numbers are operational data."""
 
@@ -509,7 +516,7 @@ class ModelVersionListView(APIView):
         return Response(ModelVersionSerializer(rows, many=True).data)
 
 
-class ModelVersionPromoteView(APIView):
+class ModelVersionPromoteView(Throttled, APIView):
     """Serve this version from now on (``hashtags.promote_modelversion``). Workers switch at their next task."""
 
     permission_classes = [IsAuthenticated, CanPromoteModel]
@@ -528,7 +535,7 @@ class ModelVersionPromoteView(APIView):
         return Response(ModelVersionSerializer(row).data)
 
 
-class ModelVersionRollbackView(APIView):
+class ModelVersionRollbackView(Throttled, APIView):
     """Serve the version that served before the current one (``hashtags.promote_modelversion``)."""
 
     permission_classes = [IsAuthenticated, CanPromoteModel]

@@ -403,3 +403,76 @@ def test_public_vocabulary_lists_used_tags_only(suggested, api_client, user):
     services.remove_tag(post, Hashtag.objects.get(name="secret"), user)
     names = [row["name"] for row in api_client.get(f"{API}tags/").json()["results"]]
     assert names == ["sunset"]  # not the pending suggestions, not the removed tag
+
+
+# Throttling ---------------------------------------------------------------------------------------
+
+def _bad_image():
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return {"image": SimpleUploadedFile("x.jpg", b"not an image", content_type="image/jpeg")}
+
+
+def test_a_spoofed_x_forwarded_for_gets_no_fresh_bucket(model, api_client, hashtags_config):
+    hashtags_config(TAG_IMAGE_THROTTLE="2/hour")
+    codes = [api_client.post(API + "tag-image/", _bad_image(), format="multipart",
+                             HTTP_X_FORWARDED_FOR=f"203.0.113.{i}").status_code for i in range(4)]
+    assert codes == [400, 400, 429, 429]
+
+
+def test_behind_one_proxy_the_address_it_saw_counts(model, api_client, hashtags_config):
+    hashtags_config(TAG_IMAGE_THROTTLE="1/hour", NUM_PROXIES=1)
+
+    def call(forwarded):
+        return api_client.post(API + "tag-image/", _bad_image(), format="multipart",
+                               HTTP_X_FORWARDED_FOR=forwarded).status_code
+
+    # The client writes the left part; the proxy appends the address it saw (the last entry).
+    assert call("1.1.1.1, 198.51.100.7") == 400
+    assert call("2.2.2.2, 198.51.100.7") == 429  # same client, spoofed prefix: same bucket
+    assert call("198.51.100.8") == 400  # another client
+
+
+def test_throttle_counters_live_in_the_shared_cache(model, api_client, hashtags_config, settings):
+    import os
+
+    import redis
+
+    url = os.environ.get("HASHTAGS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    settings.CACHES = {**settings.CACHES, "shared": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "KEY_PREFIX": "test-security"}}
+    hashtags_config(TAG_IMAGE_THROTTLE="2/hour", THROTTLE_CACHE="shared")
+    server = redis.Redis.from_url(url)
+    for key in server.scan_iter("test-security:*"):
+        server.delete(key)
+    try:
+        assert api_client.post(API + "tag-image/", _bad_image(), format="multipart").status_code == 400
+        keys = {k.decode() for k in server.scan_iter("test-security:*")}
+        assert any("throttle_hashtags_tag_image" in k for k in keys), keys
+        # Another process (here: a separate connection to the same Redis) sees the same count.
+        from django.core.cache.backends.redis import RedisCache
+
+        other = RedisCache(url, {"KEY_PREFIX": "test-security"})
+        history = other.get("throttle_hashtags_tag_image_127.0.0.1")
+        assert history is not None and len(history) == 1
+        other.set("throttle_hashtags_tag_image_127.0.0.1", history * 2, 3600)  # the other process's call
+        assert api_client.post(API + "tag-image/", _bad_image(), format="multipart").status_code == 429
+    finally:
+        for key in server.scan_iter("test-security:*"):
+            server.delete(key)
+
+
+def test_the_rest_of_the_api_is_throttled(api_client, hashtags_config, user):
+    hashtags_config(API_THROTTLE="3/hour")
+    assert [api_client.get(API + "tags/").status_code for _ in range(4)] == [200, 200, 200, 429]
+    api_client.force_authenticate(user)  # signed in: counted per user, not per address
+    assert [api_client.get(API + "opt-out/").status_code for _ in range(4)] == [200, 200, 200, 429]
+
+
+def test_sign_in_is_throttled_on_every_login_form(client, hashtags_config, user):
+    hashtags_config(LOGIN_THROTTLE="3/hour")
+    wrong = {"username": "owner", "password": "guess"}
+    codes = [client.post(url, wrong, HTTP_X_FORWARDED_FOR=f"203.0.113.{i}").status_code
+             for i, url in enumerate(["/accounts/login/", "/admin/login/", "/api-auth/login/", "/accounts/login/"])]
+    assert codes[:3] == [200, 200, 200] and codes[3] == 429
+    assert client.post("/admin/login/", {"username": "owner", "password": "pw-owner-123"}).status_code == 429
