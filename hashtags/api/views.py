@@ -133,9 +133,9 @@ class TagImageView(APIView):
             return error("empty file")
         try:
             result = suggest(data)
-        except ArtifactError as exc:
-            logger.exception("hashtags: model unavailable")
-            return error(f"the hashtag model is unavailable: {exc}", status.HTTP_503_SERVICE_UNAVAILABLE)
+        except ArtifactError:
+            logger.exception("hashtags: model unavailable")  # the details (server paths) go to the log only
+            return error("the hashtag model is unavailable; try again later", status.HTTP_503_SERVICE_UNAVAILABLE)
         if isinstance(result, ImageError):
             return error(str(result))
         return Response(tag_image_payload(result))

@@ -476,3 +476,46 @@ def test_sign_in_is_throttled_on_every_login_form(client, hashtags_config, user)
              for i, url in enumerate(["/accounts/login/", "/admin/login/", "/api-auth/login/", "/accounts/login/"])]
     assert codes[:3] == [200, 200, 200] and codes[3] == 429
     assert client.post("/admin/login/", {"username": "owner", "password": "pw-owner-123"}).status_code == 429
+
+
+# Safe defaults ------------------------------------------------------------------------------------
+
+def _run_django(args: list[str], **env: str):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    clean.update(DJANGO_SETTINGS_MODULE="project.settings", TF_CPP_MIN_LOG_LEVEL="3", **env)
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, *args], cwd=root, env=clean, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("key", [None, "demo-only-insecure-key-change-me", "change-me-in-production"])
+def test_debug_is_off_by_default_and_the_published_key_is_refused(key):
+    env = {} if key is None else {"DJANGO_SECRET_KEY": key}
+    probe = ["-c", "import django; django.setup(); from django.conf import settings; print('DEBUG', settings.DEBUG)"]
+    refused = _run_django(probe, **env)
+    assert refused.returncode != 0 and "DJANGO_SECRET_KEY" in refused.stderr and "DEBUG is off" in refused.stderr
+    demo = _run_django(probe, DJANGO_DEBUG="1", **env)  # what `make demo` sets
+    assert demo.returncode == 0 and "DEBUG True" in demo.stdout, demo.stderr[-2000:]
+
+
+def test_check_deploy_is_clean_with_the_documented_production_variables():
+    from django.core.management.utils import get_random_secret_key
+
+    production = {
+        "DJANGO_SECRET_KEY": get_random_secret_key(), "DJANGO_ALLOWED_HOSTS": "hashtags.example.com",
+        "DJANGO_HSTS_INCLUDE_SUBDOMAINS": "1", "DJANGO_HSTS_PRELOAD": "1",
+    }
+    result = _run_django(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **production)
+    assert result.returncode == 0 and "no issues" in result.stdout, result.stdout + result.stderr[-3000:]
+
+
+def test_compose_does_not_answer_to_any_host():
+    from pathlib import Path
+
+    compose = (Path(__file__).resolve().parents[2] / "docker" / "docker-compose.yml").read_text()
+    assert 'DJANGO_ALLOWED_HOSTS: "*"' not in compose and "change-me-in-production" not in compose
+    assert "${DJANGO_SECRET_KEY:?" in compose
