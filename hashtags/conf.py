@@ -81,7 +81,11 @@ DEFAULTS: dict[str, Any] = {
     # CACHES alias holding the throttle counters; use a shared cache (Redis) when several
     # processes serve the API, or each one counts on its own.
     "THROTTLE_CACHE": "default",
-    # Largest upload accepted by POST tag-image/ (bytes).
+    # Largest image POST tag-image/ decodes (pixels): it answers synchronously, so it takes less
+    # than a stored image may have (mlcore's limit, 40 megapixels).
+    "TAG_IMAGE_MAX_PIXELS": 24_000_000,
+    # Largest upload accepted by POST tag-image/ (bytes); a bigger request body is refused from
+    # its Content-Length, before it is read.
     "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
     # Image file extensions hashtags.validators.validate_image_upload lets a platform store (the
     # demo's upload form and Post.image use it); the file's format must match its extension.

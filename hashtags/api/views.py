@@ -119,10 +119,16 @@ class TagImageView(APIView):
 
         from ..inference import suggest
 
+        limit = hashtags_settings.MAX_UPLOAD_BYTES
+        if request_too_large(request, limit + MULTIPART_OVERHEAD):  # before the body is read at all
+            return error(
+                f"request is too large: {int(request.META['CONTENT_LENGTH']) / 1048576:.1f} MB "
+                f"(image limit {limit / 1048576:.1f} MB)",
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
         upload = request.FILES.get("image")
         if upload is None:
             return error("send the image as the multipart form field 'image'")
-        limit = hashtags_settings.MAX_UPLOAD_BYTES
         if upload.size > limit:
             return error(
                 f"image is too large: {upload.size / 1048576:.1f} MB (limit {limit / 1048576:.1f} MB)",
@@ -132,13 +138,24 @@ class TagImageView(APIView):
         if not data:
             return error("empty file")
         try:
-            result = suggest(data)
+            result = suggest(data, max_pixels=hashtags_settings.TAG_IMAGE_MAX_PIXELS)
         except ArtifactError:
             logger.exception("hashtags: model unavailable")  # the details (server paths) go to the log only
             return error("the hashtag model is unavailable; try again later", status.HTTP_503_SERVICE_UNAVAILABLE)
         if isinstance(result, ImageError):
             return error(str(result))
         return Response(tag_image_payload(result))
+
+
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and headers around the image in a multipart body
+
+
+def request_too_large(request, limit: int) -> bool:
+    """The declared body size (``Content-Length``) exceeds ``limit``; no body is read to know."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0) > limit
+    except ValueError:
+        return False
 
 
 def tag_image_payload(result) -> dict:

@@ -519,3 +519,35 @@ def test_compose_does_not_answer_to_any_host():
     compose = (Path(__file__).resolve().parents[2] / "docker" / "docker-compose.yml").read_text()
     assert 'DJANGO_ALLOWED_HOSTS: "*"' not in compose and "change-me-in-production" not in compose
     assert "${DJANGO_SECRET_KEY:?" in compose
+
+
+# Bounded work per tag-image/ request -------------------------------------------------------------
+
+def test_tag_image_refuses_a_large_body_before_reading_it(api_client, hashtags_config):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+
+    hashtags_config(MAX_UPLOAD_BYTES=1000)
+    body = encode_multipart(BOUNDARY, {"image": SimpleUploadedFile("x.jpg", b"\xff" * 200_000)})
+    response = api_client.generic("POST", API + "tag-image/", body, content_type=MULTIPART_CONTENT)
+    assert response.status_code == 413 and "request is too large" in response.json()["error"]
+    # The view answered from Content-Length alone: the parsed body was never touched.
+    assert not hasattr(response.wsgi_request, "_files")
+
+
+def test_tag_image_has_its_own_pixel_limit(model, api_client, hashtags_config):
+    import io
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (600, 500), 128).save(buffer, format="PNG")
+    hashtags_config(TAG_IMAGE_MAX_PIXELS=200_000)
+    response = api_client.post(API + "tag-image/", {"image": SimpleUploadedFile("x.png", buffer.getvalue())},
+                               format="multipart")
+    assert response.status_code == 400 and "600x500 pixels (limit 0.2 megapixels)" in response.json()["error"]
+    hashtags_config(TAG_IMAGE_MAX_PIXELS=400_000)
+    response = api_client.post(API + "tag-image/", {"image": SimpleUploadedFile("x.png", buffer.getvalue())},
+                               format="multipart")
+    assert response.status_code == 200 and response.json()["timings"]["load_s"] >= 0
