@@ -94,6 +94,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_IMAGE_BYTES": 20 * 1024 * 1024,
     # Permission classes (import strings) for the public read endpoints (posts by tag, trending).
     "READ_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    # Permission classes of POST tag-image/ (synchronous model work): e.g.
+    # ["rest_framework.permissions.IsAuthenticated"] to keep anonymous callers off it.
+    "TAG_IMAGE_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     # Default window of GET trending/.
     "TRENDING_DAYS": 7,
     # Directory of the app's own trained files (the re-ranker). Keep it out of MEDIA_ROOT and
@@ -109,7 +112,7 @@ DEFAULTS: dict[str, Any] = {
     "RERANKER_SCHEDULE": None,
 }
 
-IMPORT_STRINGS = ("READ_PERMISSION_CLASSES",)
+IMPORT_STRINGS = ("READ_PERMISSION_CLASSES", "TAG_IMAGE_PERMISSION_CLASSES")
 BUILTIN_EXECUTORS = ("celery", "thread", "sync")
 
 

@@ -24,3 +24,7 @@ class CanPromoteModel(BasePermission):
 
 def read_permissions():
     return [cls() for cls in hashtags_settings.READ_PERMISSION_CLASSES]
+
+
+def tag_image_permissions():
+    return [cls() for cls in hashtags_settings.TAG_IMAGE_PERMISSION_CLASSES]

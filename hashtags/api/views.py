@@ -15,7 +15,7 @@ from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
@@ -27,7 +27,7 @@ from ..explain import caption_is_uncertain
 from ..models import AcceptedTag, Hashtag, HashtagOptOut, ImageAnalysis, ModelVersion, Suggestion
 from ..registry import content_type_for, content_type_key, get_watched_model, watched_fields, watched_models
 from ..tags import InvalidTag, canonical_name
-from .permissions import CanPromoteModel, CanReviewObject, read_permissions
+from .permissions import CanPromoteModel, CanReviewObject, read_permissions, tag_image_permissions
 from .throttling import API_THROTTLES, TagImageThrottle
 from .serializers import (
     AcceptedTagSerializer,
@@ -99,10 +99,12 @@ class Throttled:
 class TagImageView(APIView):
     """Caption an uploaded image and suggest hashtags, synchronously; nothing is stored."""
 
-    permission_classes = [AllowAny]
     parser_classes = [MultiPartParser, FormParser]
     throttle_classes = [TagImageThrottle, *API_THROTTLES]
     throttle_scope = "hashtags_tag_image"
+
+    def get_permissions(self):
+        return tag_image_permissions()
 
     @extend_schema(
         request={"multipart/form-data": TagImageRequestSerializer},

@@ -551,3 +551,10 @@ def test_tag_image_has_its_own_pixel_limit(model, api_client, hashtags_config):
     response = api_client.post(API + "tag-image/", {"image": SimpleUploadedFile("x.png", buffer.getvalue())},
                                format="multipart")
     assert response.status_code == 200 and response.json()["timings"]["load_s"] >= 0
+
+
+def test_tag_image_can_be_for_signed_in_users_only(model, api_client, hashtags_config, user):
+    hashtags_config(TAG_IMAGE_PERMISSION_CLASSES=["rest_framework.permissions.IsAuthenticated"])
+    assert api_client.post(API + "tag-image/", _bad_image(), format="multipart").status_code == 401
+    api_client.force_authenticate(user)
+    assert api_client.post(API + "tag-image/", _bad_image(), format="multipart").status_code == 400
