@@ -53,6 +53,9 @@ print("Demo user %s: username 'demo', password 'demo'" % ("created" if created e
 endef
 export DEMO_USER_PY
 
+# The demo runs with DEBUG on (the settings' default is off, and off refuses the published key).
+demo demo-user worker: export DJANGO_DEBUG ?= 1
+
 demo-user: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py shell --verbosity 0 -c "$$DEMO_USER_PY"

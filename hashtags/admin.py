@@ -1,5 +1,12 @@
 """Admin: a review queue of pending suggestions, the tag vocabulary with merge, and analyses with
-their errors and a re-run action. Every decision goes through :mod:`hashtags.services`."""
+their errors and a re-run action. Every decision goes through :mod:`hashtags.services`.
+
+Every action that changes something declares the permission it needs (``@admin.action(permissions=)``)
+and Django hides and refuses it for everyone else, so a view-only staff account can look but not
+act: deciding on suggestions, merging tags and re-running analyses need
+``hashtags.change_suggestion`` (:data:`~hashtags.registry.REVIEW_PERMISSION`, the moderator's
+permission the API and the demo ask for too), promoting and rolling back need
+``hashtags.promote_modelversion``."""
 
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ from .models import (
     Suggestion,
     SuggestionState,
 )
-from .registry import watched_fields
+from .registry import REVIEW_PERMISSION, can_promote, watched_fields
 from .tags import InvalidTag
 
 
@@ -136,6 +143,17 @@ class SuggestionAdminBase(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    # The review queue is a proxy of Suggestion: both ask Suggestion's permissions, so one
+    # moderator permission (REVIEW_PERMISSION) opens both, and Django's proxy permissions don't.
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("hashtags.view_suggestion") or self.has_change_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm(REVIEW_PERMISSION)
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_perm("hashtags.delete_suggestion")
+
     # Columns --------------------------------------------------------------------------------
 
     @admin.display(description=_("image"))
@@ -203,19 +221,19 @@ class SuggestionAdminBase(admin.ModelAdmin):
                 decide(suggestion, request.user)
         self.message_user(request, f"{verb} {queryset.count()} suggestion(s).", messages.SUCCESS)
 
-    @admin.action(description=_("Accept selected suggestions"))
+    @admin.action(description=_("Accept selected suggestions"), permissions=["change"])
     def accept_selected(self, request, queryset):
         self._bulk(request, queryset, services.accept, "Accepted")
 
-    @admin.action(description=_("Reject selected suggestions"))
+    @admin.action(description=_("Reject selected suggestions"), permissions=["change"])
     def reject_selected(self, request, queryset):
         self._bulk(request, queryset, services.reject, "Rejected")
 
-    @admin.action(description=_("Reset selected suggestions to pending"))
+    @admin.action(description=_("Reset selected suggestions to pending"), permissions=["change"])
     def reset_selected(self, request, queryset):
         self._bulk(request, queryset, services.reset, "Reset")
 
-    @admin.action(description=_("Replace selected suggestions with another tag…"))
+    @admin.action(description=_("Replace selected suggestions with another tag…"), permissions=["change"])
     def edit_selected(self, request, queryset):
         form = TagForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
@@ -295,7 +313,11 @@ class HashtagAdmin(admin.ModelAdmin):
             pass
         super().save_model(request, obj, form, change)
 
-    @admin.action(description=_("Merge selected tags into one…"))
+    def has_merge_permission(self, request) -> bool:
+        """Merging rewrites suggestions and posts' tags, not just the tag: both permissions."""
+        return self.has_change_permission(request) and request.user.has_perm(REVIEW_PERMISSION)
+
+    @admin.action(description=_("Merge selected tags into one…"), permissions=["merge"])
     def merge_selected(self, request, queryset):
         form = MergeForm(request.POST if "apply" in request.POST else None, choices=queryset)
         if "apply" in request.POST and form.is_valid():
@@ -328,7 +350,7 @@ class HashtagAdmin(admin.ModelAdmin):
             },
         )
 
-    @admin.action(description=_("Recount usage"))
+    @admin.action(description=_("Recount usage"), permissions=["change"])
     def refresh_usage_counts(self, request, queryset):
         for tag in queryset:
             tag.refresh_usage_count()
@@ -420,17 +442,28 @@ class ImageAnalysisAdmin(admin.ModelAdmin):
             obj.corrected_at = timezone.now()
         super().save_model(request, obj, form, change)
 
-    @admin.action(description=_("Re-run the analysis of the selected images"))
+    def has_rerun_permission(self, request) -> bool:
+        """Re-running is a moderator's act (the API's analyze/ asks the same permission)."""
+        return request.user.has_perm(REVIEW_PERMISSION)
+
+    @admin.action(description=_("Re-run the analysis of the selected images"), permissions=["rerun"])
     def rerun_selected(self, request, queryset):
-        jobs = set()
+        jobs, opted_out = set(), 0
         for analysis in queryset:
             model = analysis.content_type.model_class()
             if model is None or analysis.field_name not in watched_fields(model):
+                continue
+            obj = analysis.content_object
+            if obj is not None and HashtagOptOut.covers(obj):
+                opted_out += 1
                 continue
             jobs.add((model._meta.app_label, model._meta.model_name, analysis.object_id, analysis.field_name))
         for job in jobs:
             transaction.on_commit(lambda job=job: enqueue_analysis(*job, force=True))
         self.message_user(request, f"Queued {len(jobs)} analysis/analyses.", messages.SUCCESS)
+        if opted_out:
+            self.message_user(request, f"Skipped {opted_out}: the owner opted out of automatic hashtags.",
+                              messages.WARNING)
 
 
 @admin.register(AcceptedTag)
@@ -564,7 +597,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     # Actions ----------------------------------------------------------------------------------------
 
-    @admin.action(description=_("Promote the selected version (serve it now)"))
+    def has_promote_permission(self, request) -> bool:
+        return can_promote(request.user)
+
+    @admin.action(description=_("Promote the selected version (serve it now)"), permissions=["promote"])
     def promote_selected(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to promote.", messages.ERROR)
@@ -586,7 +622,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             request.POST = post
         return super().changelist_view(request, extra_context)
 
-    @admin.action(description=_("Roll back to the previously serving version"))
+    @admin.action(description=_("Roll back to the previously serving version"), permissions=["promote"])
     def roll_back(self, request, queryset):
         try:
             restored = versions.rollback(request.user)

@@ -71,8 +71,8 @@ def run_analysis(app_label: str, model_name: str, pk, field_name: str, *, force:
     if obj is None:
         logger.info("hashtags: %s.%s %s is gone; nothing to analyse", app_label, model_name, pk)
         return None
-    if not force and HashtagOptOut.is_opted_out(owner_id(obj)):
-        logger.info("hashtags: owner of %s.%s %s opted out", app_label, model_name, pk)
+    if HashtagOptOut.covers(obj):  # forced or not: the owner's choice wins over a moderator's re-run
+        logger.info("hashtags: owner of %s.%s %s opted out; not analysed", app_label, model_name, pk)
         return None
     fieldfile = getattr(obj, field_name)
     if not fieldfile:

@@ -1,5 +1,8 @@
 """System checks: catch a bad ``HASHTAGS`` setting at start-up, not in the first task."""
 
+from pathlib import Path
+
+from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
@@ -7,6 +10,7 @@ from mlcore.precision import requested_precision
 from mlcore.tag_head import check_head_views
 
 from .conf import BUILTIN_EXECUTORS, hashtags_settings
+from .reranker import reranker_path
 
 
 @checks.register()
@@ -46,7 +50,22 @@ def check_settings(app_configs=None, **kwargs):
         errors.append(checks.Error(
             f"HASHTAGS['MIN_CAPTION_CONFIDENCE'] must be a number within [0, 1], "
             f"got {hashtags_settings.MIN_CAPTION_CONFIDENCE!r}.", id="hashtags.E007"))
+    errors.extend(check_reranker_location())
     return errors
+
+
+def check_reranker_location() -> list[checks.CheckMessage]:
+    """The re-ranker decides what every analysis suggests: it must not live where uploads go or
+    what the web server publishes."""
+    path = reranker_path().resolve()
+    for name in ("MEDIA_ROOT", "STATIC_ROOT"):
+        root = getattr(settings, name, None)
+        if root and path.is_relative_to(Path(root).resolve()):
+            return [checks.Warning(
+                f"The re-ranker file {path} is inside {name}: anyone who can upload there or download from "
+                f"there can replace or read it.", hint="Set HASHTAGS['DATA_DIR'] (or RERANKER_PATH) outside it.",
+                id="hashtags.W001")]
+    return []
 
 
 def _is_fraction(value: object) -> bool:

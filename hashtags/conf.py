@@ -71,16 +71,40 @@ DEFAULTS: dict[str, Any] = {
     "OWNER_FIELD": "owner",
     # DRF throttle rate for anonymous + authenticated calls of POST tag-image/ (None = unthrottled).
     "TAG_IMAGE_THROTTLE": "30/hour",
-    # Largest upload accepted by POST tag-image/ (bytes).
+    # Rate of every hashtags API call per user (signed in) or client address (None = unthrottled),
+    # and of sign-in attempts per client address in the demo's login views.
+    "API_THROTTLE": "1000/hour",
+    "LOGIN_THROTTLE": "10/minute",
+    # How many reverse proxies of yours append to X-Forwarded-For in front of the app. 0: the
+    # header is ignored and the client is REMOTE_ADDR (a client can write any X-Forwarded-For).
+    "NUM_PROXIES": 0,
+    # CACHES alias holding the throttle counters; use a shared cache (Redis) when several
+    # processes serve the API, or each one counts on its own.
+    "THROTTLE_CACHE": "default",
+    # Largest image POST tag-image/ decodes (pixels): it answers synchronously, so it takes less
+    # than a stored image may have (mlcore's limit, 40 megapixels).
+    "TAG_IMAGE_MAX_PIXELS": 24_000_000,
+    # Largest upload accepted by POST tag-image/ (bytes); a bigger request body is refused from
+    # its Content-Length, before it is read.
     "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
+    # Image file extensions hashtags.validators.validate_image_upload lets a platform store (the
+    # demo's upload form and Post.image use it); the file's format must match its extension.
+    "IMAGE_EXTENSIONS": ["jpg", "jpeg", "png", "webp", "gif"],
     # Largest stored image a worker reads (bytes); bigger files fail their analysis with a reason.
     "MAX_IMAGE_BYTES": 20 * 1024 * 1024,
     # Permission classes (import strings) for the public read endpoints (posts by tag, trending).
     "READ_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    # Permission classes of POST tag-image/ (synchronous model work): e.g.
+    # ["rest_framework.permissions.IsAuthenticated"] to keep anonymous callers off it.
+    "TAG_IMAGE_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     # Default window of GET trending/.
     "TRENDING_DAYS": 7,
-    # The feedback re-ranker (hashtags.reranker): where the trained model is saved and read
-    # (None = MEDIA_ROOT/hashtags/reranker.joblib; no file = suggestions keep the captioner's order),
+    # Directory of the app's own trained files (the re-ranker). Keep it out of MEDIA_ROOT and
+    # STATIC_ROOT: those take uploads and are published. None = $XDG_DATA_HOME/django-hashtags
+    # (~/.local/share/django-hashtags).
+    "DATA_DIR": None,
+    # The feedback re-ranker (hashtags.reranker): where the trained model is saved and read as JSON
+    # (None = DATA_DIR/reranker.json; no file = suggestions keep the captioner's order),
     # how many people's decisions it needs before it trains, and how often the Celery beat task
     # hashtags.train_reranker retrains it (seconds or a celery schedule; None = no periodic task).
     "RERANKER_PATH": None,
@@ -88,7 +112,7 @@ DEFAULTS: dict[str, Any] = {
     "RERANKER_SCHEDULE": None,
 }
 
-IMPORT_STRINGS = ("READ_PERMISSION_CLASSES",)
+IMPORT_STRINGS = ("READ_PERMISSION_CLASSES", "TAG_IMAGE_PERMISSION_CLASSES")
 BUILTIN_EXECUTORS = ("celery", "thread", "sync")
 
 

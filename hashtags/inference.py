@@ -15,6 +15,7 @@ it) the configured ``MODEL_DIR`` / shipped model is used, as before the registry
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -141,11 +142,26 @@ def extractor_config():
     )
 
 
-def suggest(image, captioner=None) -> Any:
+def suggest(image, captioner=None, *, max_pixels: int | None = None) -> Any:
     """Run the captioner (default: the serving one) on one image: a ``mlcore`` Suggestion or
-    ImageError (never raised)."""
+    ImageError (never raised).
+
+    The image is decoded *before* taking :data:`inference_lock` (with at most ``max_pixels``
+    pixels, default mlcore's limit): a large upload costs its own request CPU time, not every
+    other request's wait for the model."""
+    from mlcore.images import DEFAULT_MAX_PIXELS, ImageError, load_image
+
     captioner = captioner or get_captioner()
+    started = time.perf_counter()
+    try:
+        pixels = load_image(image, size=captioner.encoder.spec.input_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    except ImageError as error:
+        return error
+    load_s = time.perf_counter() - started
     with inference_lock:
-        return captioner.suggest(
-            [image], beam_width=hashtags_settings.BEAM_WIDTH, config=extractor_config()
+        result = captioner.suggest(
+            [pixels], beam_width=hashtags_settings.BEAM_WIDTH, config=extractor_config()
         )[0]
+    if isinstance(result, ImageError):
+        return result
+    return dataclasses.replace(result, timings={**(result.timings or {}), "load_s": load_s})

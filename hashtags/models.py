@@ -17,6 +17,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
 from . import explain
+from .registry import owner_id
 from .tags import canonical_name, display
 
 
@@ -312,6 +313,11 @@ class HashtagOptOut(models.Model):
     def is_opted_out(cls, user_id) -> bool:
         return user_id is not None and cls.objects.filter(user_id=user_id).exists()
 
+    @classmethod
+    def covers(cls, obj: models.Model) -> bool:
+        """The object's owner opted out: it is never analysed, not even when someone forces it."""
+        return cls.is_opted_out(owner_id(obj))
+
 
 class ServingReason(models.TextChoices):
     SETTINGS = "settings", _("configured artifact (MODEL_DIR or the shipped model)")
@@ -357,6 +363,9 @@ class ModelVersion(models.Model):
 
     class Meta:
         ordering = ["-created", "-pk"]
+        # Switching the serving model changes every new suggestion: its own permission, apart
+        # from editing a version's notes (change_modelversion).
+        permissions = [("promote_modelversion", "Can promote or roll back the serving model version")]
         constraints = [
             models.UniqueConstraint(
                 fields=["is_serving"], condition=models.Q(is_serving=True), name="hashtags_modelversion_one_serving"

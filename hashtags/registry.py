@@ -1,4 +1,8 @@
-"""Which models/fields are watched, who owns an object, who may review it."""
+"""Which models/fields are watched, who owns an object, who may review it or switch the model.
+
+The permission model (README "Security"): Django permissions, never ``is_staff`` alone. Staff status
+only opens the admin; what a staff account may do there is what its permissions say.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,11 @@ from .conf import hashtags_settings
 
 
 _cache: dict[str, dict] = {}
+
+#: Reviewing any object's tags (moderators): accept, reject, edit, add, remove, correct captions, re-run.
+REVIEW_PERMISSION = "hashtags.change_suggestion"
+#: Changing which model version serves (promote, roll back).
+PROMOTE_PERMISSION = "hashtags.promote_modelversion"
 
 
 def clear_cache(**kwargs) -> None:
@@ -82,13 +91,20 @@ def owner_id(obj: models.Model):
 
 
 def can_review(user, obj: models.Model) -> bool:
-    """Owners, staff and users holding ``hashtags.change_suggestion`` (moderators) review tags."""
-    if not user or not user.is_authenticated:
+    """The object's owner, or a moderator (``REVIEW_PERMISSION``; superusers have it). Staff
+    status alone is not enough: a staff account without the permission is an ordinary user here.
+    The API, the admin's actions and the demo pages all ask this."""
+    if not user or not user.is_authenticated or not user.is_active:
         return False
-    if user.is_staff or user.has_perm("hashtags.change_suggestion"):
+    if user.has_perm(REVIEW_PERMISSION):
         return True
     oid = owner_id(obj)
     return oid is not None and oid == user.pk
+
+
+def can_promote(user) -> bool:
+    """May switch the serving model version (``PROMOTE_PERMISSION``)."""
+    return bool(user and user.is_authenticated and user.is_active and user.has_perm(PROMOTE_PERMISSION))
 
 
 def taggit_manager(obj: models.Model):

@@ -30,13 +30,15 @@ P(keep) (their new score) and up to ``MAX_PROPOSALS`` proposable tags scoring at
 ``PROPOSE_THRESHOLD`` are added; with no file nothing changes. Re-ordered tags keep the sources
 the captioner gave them; a proposed tag's source is ``feedback`` (:mod:`hashtags.explain`).
 ``manage.py hashtags_train_reranker`` and the ``hashtags.train_reranker`` Celery task (beat, every
-``RERANKER_SCHEDULE``) train it; with fewer than ``RERANKER_MIN_DECISIONS`` decisions they refuse
+``RERANKER_SCHEDULE``) train it and save its parameters as JSON (never a pickle) to ``RERANKER_PATH``,
+by default in ``DATA_DIR``, outside MEDIA_ROOT; with fewer than ``RERANKER_MIN_DECISIONS`` decisions they refuse
 (:class:`NotEnoughFeedback`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -55,7 +57,7 @@ from .explain import FEEDBACK
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # JSON parameters (format 1 was a joblib pickle, now refused)
 PROPOSE_MIN_COUNT = 3  # a tag people added this often can be proposed
 PROPOSE_THRESHOLD = 0.5  # ... when P(keep) is at least this
 MAX_PROPOSALS = 3
@@ -366,26 +368,90 @@ def train(min_decisions: int | None = None) -> Reranker:
 
 
 # Persistence and the per-process cache -------------------------------------------------------------------
+#
+# Saved as JSON (format 2): the DictVectorizer's feature names and the BernoulliNB's fitted arrays,
+# from which the two estimators are rebuilt. Never a pickle: whoever can write the file must not be
+# able to run code in every worker (issue 17). The old joblib pickles (format 1) are recognised by
+# their bytes and refused without being opened by pickle; retrain to replace them.
+
+LEGACY_PATH = Path("hashtags") / "reranker.joblib"  # under MEDIA_ROOT, where format 1 was saved
+PICKLE_MAGIC = (b"\x80", b"\x78")  # pickle protocol 2+ and zlib (joblib's compressed pickles)
+
+
+class UnsafeReranker(ValueError):
+    """A re-ranker file that is a pickle: refused, never unpickled."""
+
+
+def data_dir() -> Path:
+    """``DATA_DIR``: the app's own trained files; default the user's data directory."""
+    configured = hashtags_settings.DATA_DIR
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "django-hashtags"
+
 
 def reranker_path() -> Path:
-    """``RERANKER_PATH``, default ``MEDIA_ROOT/hashtags/reranker.joblib``."""
+    """``RERANKER_PATH``, default ``DATA_DIR/reranker.json`` (never under MEDIA_ROOT)."""
     configured = hashtags_settings.RERANKER_PATH
     if configured:
         return Path(configured).expanduser()
-    return Path(settings.MEDIA_ROOT) / "hashtags" / "reranker.joblib"
+    return data_dir() / "reranker.json"
+
+
+def to_dict(reranker: Reranker) -> dict[str, Any]:
+    """The re-ranker as plain JSON data: enough to rebuild the fitted estimators exactly."""
+    model, vectorizer = reranker.model, reranker.vectorizer
+    return {
+        "format": FORMAT,
+        "classifier": "BernoulliNB",
+        "features": [str(name) for name in vectorizer.feature_names_],
+        "classes": [int(c) for c in model.classes_],
+        "class_log_prior": [float(v) for v in model.class_log_prior_],
+        "feature_log_prob": [[float(v) for v in row] for row in model.feature_log_prob_],
+        "binarize": model.binarize,
+        "alpha": float(model.alpha),
+        "proposable": list(reranker.proposable),
+        "metadata": reranker.metadata,
+    }
+
+
+def from_dict(data: Any, source: str = "re-ranker") -> Reranker:
+    """Rebuild the DictVectorizer and BernoulliNB from :func:`to_dict` data (ValueError if malformed)."""
+    import numpy as np
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.naive_bayes import BernoulliNB
+
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("classifier") != "BernoulliNB":
+        raise ValueError(f"{source} is not a re-ranker of format {FORMAT}; train it again")
+    try:
+        features = [str(name) for name in data["features"]]
+        log_prob = np.asarray(data["feature_log_prob"], dtype=np.float64)
+        prior = np.asarray(data["class_log_prior"], dtype=np.float64)
+        classes = np.asarray(data["classes"], dtype=np.int64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{source} is malformed: {exc}") from None
+    if log_prob.shape != (len(classes), len(features)) or prior.shape != (len(classes),) \
+            or len(set(features)) != len(features):
+        raise ValueError(f"{source} is malformed: {log_prob.shape} feature log-probabilities for "
+                         f"{len(classes)} classes and {len(features)} features")
+    vectorizer = DictVectorizer(sparse=True)
+    vectorizer.feature_names_ = features
+    vectorizer.vocabulary_ = {name: i for i, name in enumerate(features)}
+    model = BernoulliNB(alpha=float(data.get("alpha", 1.0)), binarize=data.get("binarize", 0.0))
+    model.classes_, model.class_log_prior_, model.feature_log_prob_ = classes, prior, log_prob
+    model.n_features_in_ = len(features)
+    return Reranker(vectorizer, model, [str(t) for t in data.get("proposable", [])], dict(data.get("metadata", {})))
 
 
 def save(reranker: Reranker, path: str | os.PathLike | None = None) -> Path:
-    """Write atomically (temporary file + rename), so workers never read half a model."""
-    import joblib
-
+    """Write JSON atomically (temporary file + rename), so workers never read half a model."""
     path = Path(path) if path else reranker_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        joblib.dump({"format": FORMAT, "vectorizer": reranker.vectorizer, "model": reranker.model,
-                     "proposable": reranker.proposable, "metadata": reranker.metadata}, tmp)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(to_dict(reranker), handle)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -395,12 +461,20 @@ def save(reranker: Reranker, path: str | os.PathLike | None = None) -> Path:
 
 
 def load(path: str | os.PathLike) -> Reranker:
-    import joblib
-
-    data = joblib.load(path)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a re-ranker of format {FORMAT}; train it again")
-    return Reranker(data["vectorizer"], data["model"], list(data["proposable"]), dict(data["metadata"]))
+    """Read a saved re-ranker. Raises :class:`UnsafeReranker` for a pickle (the old joblib format,
+    or anything else that is not JSON) without unpickling it, ValueError for other bad files."""
+    data = Path(path).read_bytes()
+    if data[:1] in PICKLE_MAGIC:
+        raise UnsafeReranker(
+            f"{path} is a pickle (the old joblib re-ranker format): refused, never unpickled, because a "
+            f"pickle can run code. Delete it and retrain with 'manage.py hashtags_train_reranker' "
+            f"(saves JSON to {reranker_path()})"
+        )
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        raise ValueError(f"{path} is not a re-ranker (not JSON); train it again") from None
+    return from_dict(parsed, str(path))
 
 
 def train_and_save(min_decisions: int | None = None, path: str | os.PathLike | None = None) -> tuple[Reranker, Path]:
@@ -409,7 +483,19 @@ def train_and_save(min_decisions: int | None = None, path: str | os.PathLike | N
 
 
 _lock = threading.Lock()
-_cache: dict[str, Any] = {"key": None, "reranker": None}
+_cache: dict[str, Any] = {"key": None, "reranker": None, "legacy_warned": None}
+
+
+def _warn_about_legacy_file() -> None:
+    """Say once per process why a re-ranker trained before format 2 no longer applies."""
+    legacy = Path(settings.MEDIA_ROOT) / LEGACY_PATH
+    if _cache["legacy_warned"] != str(legacy) and legacy.exists():
+        _cache["legacy_warned"] = str(legacy)
+        logger.warning(
+            "hashtags: ignoring the pickled re-ranker %s (old format, inside MEDIA_ROOT): it is never "
+            "loaded; delete it and retrain with 'manage.py hashtags_train_reranker' (saves JSON to %s)",
+            legacy, reranker_path(),
+        )
 
 
 def get_reranker() -> Reranker | None:
@@ -418,12 +504,17 @@ def get_reranker() -> Reranker | None:
     try:
         stat = path.stat()
     except OSError:
+        with _lock:
+            _warn_about_legacy_file()
         return None
     key = f"{path.resolve()}@{stat.st_mtime_ns}@{stat.st_size}"
     with _lock:
         if _cache["key"] != key:
             try:
                 _cache["reranker"] = load(path)
+            except UnsafeReranker as exc:
+                logger.error("hashtags: %s", exc)
+                _cache["reranker"] = None
             except Exception as exc:  # a broken file must not break analyses: stay off and say so
                 logger.warning("hashtags: re-ranker %s unusable, suggestions not re-ranked: %s", path, exc)
                 _cache["reranker"] = None
@@ -433,7 +524,7 @@ def get_reranker() -> Reranker | None:
 
 def reset_cache() -> None:
     with _lock:
-        _cache.update(key=None, reranker=None)
+        _cache.update(key=None, reranker=None, legacy_warned=None)
 
 
 def rerank(candidates: Sequence[Any], captions: Sequence[str], user=None, *, propose: bool = True) -> list[RankedTag]:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import BinaryIO, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "ImageError",
@@ -154,15 +154,47 @@ def _open(data: bytes, origin: str, max_pixels: int) -> Image.Image:
 
 
 def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
-    """16-bit / 32-bit / float greyscale → 8-bit L by scaling, not clipping (Pillow clips to white)."""
-    pixels = np.asarray(image, dtype=np.float64)
+    """16-bit / 32-bit / float greyscale → 8-bit L by scaling, not clipping (Pillow clips to white).
+
+    float32, in place: one copy of the (already reduced) image, not the float64 temporaries that
+    made a 40-megapixel 16-bit PNG cost a gigabyte."""
+    pixels = np.array(image, dtype=np.float32)
     if image.mode == "F":
         peak = float(np.nanmax(pixels)) if pixels.size else 0.0
         scale = 255.0 if peak <= 1.0 else 255.0 / 65535.0 if peak > 255.0 else 1.0
     else:  # I;16, I;16B, I;16L, I (PNG and TIFF 16-bit greyscale land here)
         scale = 255.0 / 65535.0
-    scaled = np.clip(np.nan_to_num(pixels * scale), 0, 255)
-    return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
+    pixels *= scale
+    np.nan_to_num(pixels, copy=False)
+    np.clip(pixels, 0, 255, out=pixels)
+    np.round(pixels, out=pixels)
+    return Image.fromarray(pixels.astype(np.uint8), mode="L")
+
+
+# EXIF orientation → the transpose that shows the photo upright (as ImageOps.exif_transpose).
+_ORIENTATION = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+# Modes Image.reduce handles; others (P, 1, I;16*) are reduced after a cheap conversion.
+_REDUCIBLE = {"L", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}
+
+
+def _reduce(image: Image.Image, size: int) -> Image.Image:
+    """Shrink by a whole factor that keeps both sides at least ``2 * size`` (box filter, cheap),
+    *before* any mode conversion, so conversions work on a small image. The final resize to
+    ``size`` is unchanged, so small images come out exactly as before."""
+    factor = min(image.size) // (2 * size)
+    if factor < 2:
+        return image
+    if image.mode.startswith("I;16"):
+        image = image.convert("I")  # 4 bytes/pixel for a moment; reduce has no I;16 kernel
+    elif image.mode not in _REDUCIBLE:
+        return image  # palette / bilevel images: 1 byte per pixel or less, converted as they are
+    return image.reduce(factor)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -195,6 +227,11 @@ def load_image(
     """
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive int; got {size!r}")
+    if isinstance(source, np.ndarray):  # already decoded by this function (e.g. outside a lock)
+        if source.shape != (size, size, 3) or source.dtype != np.uint8:
+            raise ValueError(f"a decoded image must be a ({size}, {size}, 3) uint8 array; got "
+                             f"{source.shape} {source.dtype}")
+        return source
     data, origin = _read_source(source, max_bytes)
     if not data:
         raise ImageError("empty file")
@@ -208,9 +245,15 @@ def load_image(
     except Exception:  # OSError("image file is truncated"), SyntaxError, struct.error, ...
         raise ImageError("image is truncated or corrupt") from None
     try:
-        image = ImageOps.exif_transpose(image)
+        orientation = image.getexif().get(_ORIENTATION)
     except Exception:
-        pass  # a broken EXIF block should not cost the user their image; keep it unrotated
+        orientation = None  # a broken EXIF block should not cost the user their image; keep it unrotated
+    try:
+        image = _reduce(image, size)  # before rotating and converting: both copy the image
+    except Exception:
+        raise ImageError(f"unsupported image mode {image.mode}") from None
+    if orientation in _TRANSPOSE:
+        image = image.transpose(_TRANSPOSE[orientation])
     try:
         rgb = _to_rgb(image)
         resized = rgb.resize((size, size), Image.Resampling.BILINEAR)

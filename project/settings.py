@@ -4,23 +4,57 @@
   ``postgres://postgres@127.0.0.1:5432/hashtags``.
 - ``CELERY_BROKER_URL`` (e.g. ``redis://127.0.0.1:6379/0``): when set, analyses go to Celery workers;
   when not, they run in a background thread of the web process (no services needed).
+- ``DJANGO_CACHE_URL`` (e.g. ``redis://127.0.0.1:6379/1``): a shared cache for throttle counters.
 - ``HASHTAGS_MODEL_DIR``: a trained model artifact (default: the model shipped with mlcore).
-- ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG`` (default on), ``DJANGO_ALLOWED_HOSTS`` (comma separated),
-  ``MEDIA_ROOT``.
+- ``HASHTAGS_DATA_DIR``: the app's trained files (default ``var/hashtags``, outside MEDIA_ROOT).
+- ``DJANGO_DEBUG`` (default **off**; ``make demo`` turns it on), ``DJANGO_SECRET_KEY`` (required
+  when DEBUG is off: the published demo key is refused), ``DJANGO_ALLOWED_HOSTS`` (comma
+  separated), ``MEDIA_ROOT``, ``DJANGO_NUM_PROXIES`` (reverse proxies in front, default 0).
+- Production (DEBUG off) switches on HTTPS-only cookies, HSTS and the HTTPS redirect:
+  ``DJANGO_SSL_REDIRECT=0`` when the proxy redirects itself, ``DJANGO_SECURE_PROXY_SSL_HEADER=1``
+  when it terminates TLS and sets ``X-Forwarded-Proto``, ``DJANGO_HSTS_SECONDS`` (default one year),
+  ``DJANGO_CSRF_TRUSTED_ORIGINS`` (comma separated). See README "Security".
 """
 
 import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("HASHTAGS_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-insecure-key-change-me")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1").lower() in ("1", "true", "yes", "on")
+
+def env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value.lower() in ("1", "true", "yes", "on")
+
+
+#: Keys anyone can read in this repository: fine for a local demo, never for a site.
+PUBLISHED_SECRET_KEYS = ("demo-only-insecure-key-change-me", "change-me-in-production")
+
+DEBUG = env_flag("DJANGO_DEBUG", False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or PUBLISHED_SECRET_KEYS[0]
+if not DEBUG and SECRET_KEY in PUBLISHED_SECRET_KEYS:
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set (or is the key published in this repository) and DEBUG is off. "
+        "Set DJANGO_SECRET_KEY to a long random value, e.g. the output of: python -c \"from "
+        "django.core.management.utils import get_random_secret_key; print(get_random_secret_key())\"; "
+        "for local development run 'make demo' or set DJANGO_DEBUG=1."
+    )
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+# HTTPS in production (DEBUG off); each can be switched off for a proxy that does it itself.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_flag("DJANGO_SECURE_COOKIES", not DEBUG)
+SECURE_SSL_REDIRECT = env_flag("DJANGO_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_flag("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_flag("DJANGO_HSTS_PRELOAD", False)
+if env_flag("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -45,6 +79,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "project.login.LoginThrottleMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -114,9 +149,19 @@ HASHTAGS = {
     "OWNER_FIELD": "owner",
     "EXECUTOR": os.environ.get("HASHTAGS_EXECUTOR") or ("celery" if os.environ.get("CELERY_BROKER_URL") else "thread"),
     "QUEUE": os.environ.get("HASHTAGS_QUEUE", "gpu"),
+    # Trained files of the app (the re-ranker, JSON): beside the database, not in MEDIA_ROOT.
+    "DATA_DIR": os.environ.get("HASHTAGS_DATA_DIR") or str(VAR_DIR / "hashtags"),
 }
+# Behind reverse proxies that append to X-Forwarded-For, say how many; 0 = ignore the header.
+HASHTAGS["NUM_PROXIES"] = int(os.environ.get("DJANGO_NUM_PROXIES", "0"))
 if os.environ.get("HASHTAGS_MIN_SCORE"):
     HASHTAGS["MIN_SCORE"] = float(os.environ["HASHTAGS_MIN_SCORE"])
+
+# --- Cache: throttle counters. Shared Redis when DJANGO_CACHE_URL is set, so
+# that every web process counts against the same budget; per-process memory otherwise (demo).
+if os.environ.get("DJANGO_CACHE_URL"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": os.environ["DJANGO_CACHE_URL"]}}
 
 # --- Celery ----------------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -140,6 +185,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # DRF's own throttles (if a project adds some) then agree with the hashtags ones on who the client is.
+    "NUM_PROXIES": HASHTAGS["NUM_PROXIES"],
 }
 
 SPECTACULAR_SETTINGS = {

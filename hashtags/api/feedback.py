@@ -3,7 +3,7 @@
     POST   posts/<app_label.model>/<pk>/caption/   {"caption": "a puppy on the beach"[, "field": "image"]}
     DELETE posts/<app_label.model>/<pk>/caption/   withdraw the correction
 
-Same permissions as the suggestion endpoints: the post's owner, staff and moderators.
+Same permissions as the suggestion endpoints: the post's owner and moderators (``hashtags.change_suggestion``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from .. import services
 from .serializers import AnalysisSerializer, ErrorSerializer
-from .views import PostObjectMixin, current_analyses, error
+from .views import PostObjectMixin, Throttled, current_analyses, error
 
 
 class CaptionInputSerializer(serializers.Serializer):
@@ -27,7 +27,7 @@ class CaptionInputSerializer(serializers.Serializer):
     )
 
 
-class PostCaptionView(PostObjectMixin, APIView):
+class PostCaptionView(PostObjectMixin, Throttled, APIView):
     """Correct (POST) or withdraw the correction of (DELETE) the caption of a post's current image."""
 
     def _analysis(self, obj, field: str | None):

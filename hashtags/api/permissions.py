@@ -1,10 +1,11 @@
-"""Who may review an object's tags: its owner (``OWNER_FIELD``), staff, moderators."""
+"""Who may review an object's tags (its owner via ``OWNER_FIELD``, or a moderator holding
+``hashtags.change_suggestion``) and who may switch the serving model (``hashtags.promote_modelversion``).
+The rules themselves live in :mod:`hashtags.registry`; these classes only hand them to DRF."""
 
 from rest_framework.permissions import BasePermission
-from rest_framework.throttling import ScopedRateThrottle
 
 from ..conf import hashtags_settings
-from ..registry import can_review
+from ..registry import can_promote, can_review
 
 
 class CanReviewObject(BasePermission):
@@ -14,12 +15,16 @@ class CanReviewObject(BasePermission):
         return can_review(request.user, obj)
 
 
-class TagImageThrottle(ScopedRateThrottle):
-    """``ScopedRateThrottle`` whose rate is ``HASHTAGS["TAG_IMAGE_THROTTLE"]`` (None = off)."""
+class CanPromoteModel(BasePermission):
+    message = "Switching the serving model needs the hashtags.promote_modelversion permission."
 
-    def get_rate(self):
-        return hashtags_settings.TAG_IMAGE_THROTTLE
+    def has_permission(self, request, view) -> bool:
+        return can_promote(request.user)
 
 
 def read_permissions():
     return [cls() for cls in hashtags_settings.READ_PERMISSION_CLASSES]
+
+
+def tag_image_permissions():
+    return [cls() for cls in hashtags_settings.TAG_IMAGE_PERMISSION_CLASSES]

@@ -121,7 +121,7 @@ class PostRefSerializer(serializers.Serializer):
     pk = serializers.CharField()
     tags = serializers.ListField(child=serializers.CharField())
     image_url = serializers.CharField(allow_null=True)
-    url = serializers.CharField(help_text="This post's suggestions endpoint (owner/staff).")
+    url = serializers.CharField(help_text="This post's suggestions endpoint (owner/moderators).")
 
 
 class PostDetailSerializer(serializers.Serializer):

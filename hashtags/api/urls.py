@@ -15,8 +15,8 @@
     GET    tags/?search=do                             tag vocabulary
     GET|PUT|DELETE opt-out/                            your opt-out
     GET    models/                                     model versions, serving flag, review statistics
-    POST   models/<version>/promote/                   serve this version (staff)
-    POST   models/rollback/                            serve the previous version again (staff)
+    POST   models/<version>/promote/                   serve this version (promote_modelversion)
+    POST   models/rollback/                            serve the previous version again (promote_modelversion)
 """
 
 from django.urls import path

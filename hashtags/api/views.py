@@ -15,7 +15,7 @@ from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
@@ -27,7 +27,8 @@ from ..explain import caption_is_uncertain
 from ..models import AcceptedTag, Hashtag, HashtagOptOut, ImageAnalysis, ModelVersion, Suggestion
 from ..registry import content_type_for, content_type_key, get_watched_model, watched_fields, watched_models
 from ..tags import InvalidTag, canonical_name
-from .permissions import CanReviewObject, TagImageThrottle, read_permissions
+from .permissions import CanPromoteModel, CanReviewObject, read_permissions, tag_image_permissions
+from .throttling import API_THROTTLES, TagImageThrottle
 from .serializers import (
     AcceptedTagSerializer,
     AnalysisSerializer,
@@ -87,15 +88,23 @@ def post_ref(obj, request, tags: list[str] | None = None) -> dict:
     }
 
 
+class Throttled:
+    """Every hashtags API view counts against ``HASHTAGS["API_THROTTLE"]`` (:mod:`.throttling`)."""
+
+    throttle_classes = API_THROTTLES
+
+
 # Tag an image now ---------------------------------------------------------------------------------
 
 class TagImageView(APIView):
     """Caption an uploaded image and suggest hashtags, synchronously; nothing is stored."""
 
-    permission_classes = [AllowAny]
     parser_classes = [MultiPartParser, FormParser]
-    throttle_classes = [TagImageThrottle]
+    throttle_classes = [TagImageThrottle, *API_THROTTLES]
     throttle_scope = "hashtags_tag_image"
+
+    def get_permissions(self):
+        return tag_image_permissions()
 
     @extend_schema(
         request={"multipart/form-data": TagImageRequestSerializer},
@@ -112,10 +121,16 @@ class TagImageView(APIView):
 
         from ..inference import suggest
 
+        limit = hashtags_settings.MAX_UPLOAD_BYTES
+        if request_too_large(request, limit + MULTIPART_OVERHEAD):  # before the body is read at all
+            return error(
+                f"request is too large: {int(request.META['CONTENT_LENGTH']) / 1048576:.1f} MB "
+                f"(image limit {limit / 1048576:.1f} MB)",
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
         upload = request.FILES.get("image")
         if upload is None:
             return error("send the image as the multipart form field 'image'")
-        limit = hashtags_settings.MAX_UPLOAD_BYTES
         if upload.size > limit:
             return error(
                 f"image is too large: {upload.size / 1048576:.1f} MB (limit {limit / 1048576:.1f} MB)",
@@ -125,13 +140,24 @@ class TagImageView(APIView):
         if not data:
             return error("empty file")
         try:
-            result = suggest(data)
-        except ArtifactError as exc:
-            logger.exception("hashtags: model unavailable")
-            return error(f"the hashtag model is unavailable: {exc}", status.HTTP_503_SERVICE_UNAVAILABLE)
+            result = suggest(data, max_pixels=hashtags_settings.TAG_IMAGE_MAX_PIXELS)
+        except ArtifactError:
+            logger.exception("hashtags: model unavailable")  # the details (server paths) go to the log only
+            return error("the hashtag model is unavailable; try again later", status.HTTP_503_SERVICE_UNAVAILABLE)
         if isinstance(result, ImageError):
             return error(str(result))
         return Response(tag_image_payload(result))
+
+
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and headers around the image in a multipart body
+
+
+def request_too_large(request, limit: int) -> bool:
+    """The declared body size (``Content-Length``) exceeds ``limit``; no body is read to know."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0) > limit
+    except ValueError:
+        return False
 
 
 def tag_image_payload(result) -> dict:
@@ -190,7 +216,7 @@ def suggestions_of(analyses) -> list[Suggestion]:
     )
 
 
-class PostDetailView(PostObjectMixin, APIView):
+class PostDetailView(PostObjectMixin, Throttled, APIView):
     """A post's analysis status (with the error of a failed one), suggestions and accepted tags."""
 
     @extend_schema(responses={200: PostDetailSerializer})
@@ -208,7 +234,7 @@ class PostDetailView(PostObjectMixin, APIView):
         )
 
 
-class PostSuggestionsView(PostObjectMixin, APIView):
+class PostSuggestionsView(PostObjectMixin, Throttled, APIView):
     """The suggestions of a post's current image(s)."""
 
     @extend_schema(responses={200: SuggestionSerializer(many=True)})
@@ -217,7 +243,7 @@ class PostSuggestionsView(PostObjectMixin, APIView):
         return Response(SuggestionSerializer(suggestions_of(current_analyses(obj)), many=True).data)
 
 
-class PostTagsView(PostObjectMixin, APIView):
+class PostTagsView(PostObjectMixin, Throttled, APIView):
     """List a post's accepted tags, or add one of your own."""
 
     @extend_schema(responses={200: AcceptedTagSerializer(many=True)})
@@ -239,7 +265,7 @@ class PostTagsView(PostObjectMixin, APIView):
         return Response(AcceptedTagSerializer(accepted).data, status=status.HTTP_201_CREATED)
 
 
-class PostTagDetailView(PostObjectMixin, APIView):
+class PostTagDetailView(PostObjectMixin, Throttled, APIView):
     """Remove an accepted tag from a post (its suggestions become rejected)."""
 
     @extend_schema(responses={204: None, 404: ErrorSerializer})
@@ -254,12 +280,16 @@ class PostTagDetailView(PostObjectMixin, APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class PostAnalyzeView(PostObjectMixin, APIView):
-    """Queue a fresh analysis of the post's image(s), even if one exists."""
+class PostAnalyzeView(PostObjectMixin, Throttled, APIView):
+    """Queue a fresh analysis of the post's image(s), even if one exists; never for an owner who
+    opted out (409)."""
 
-    @extend_schema(request=None, responses={202: None})
+    @extend_schema(request=None, responses={202: None, 409: ErrorSerializer})
     def post(self, request, content_type, pk):
         obj = self.get_post()
+        if HashtagOptOut.covers(obj):
+            return error("the owner of this post opted out of automatic hashtags: nothing queued",
+                         status.HTTP_409_CONFLICT)
         meta = obj._meta
         for field in watched_fields(type(obj)):
             if getattr(obj, field):
@@ -289,13 +319,13 @@ class SuggestionMixin:
         return Response(SuggestionSerializer(suggestion).data)
 
 
-class SuggestionDetailView(SuggestionMixin, APIView):
+class SuggestionDetailView(SuggestionMixin, Throttled, APIView):
     @extend_schema(responses={200: SuggestionSerializer})
     def get(self, request, pk):
         return Response(SuggestionSerializer(self.get_suggestion(pk)).data)
 
 
-class SuggestionAcceptView(SuggestionMixin, APIView):
+class SuggestionAcceptView(SuggestionMixin, Throttled, APIView):
     """Accept: the tag becomes one of the post's tags."""
 
     @extend_schema(request=None, responses={200: SuggestionSerializer})
@@ -303,7 +333,7 @@ class SuggestionAcceptView(SuggestionMixin, APIView):
         return self.respond(services.accept(self.get_suggestion(pk), request.user))
 
 
-class SuggestionRejectView(SuggestionMixin, APIView):
+class SuggestionRejectView(SuggestionMixin, Throttled, APIView):
     """Reject (also un-accepts: the tag leaves the post)."""
 
     @extend_schema(request=None, responses={200: SuggestionSerializer})
@@ -311,7 +341,7 @@ class SuggestionRejectView(SuggestionMixin, APIView):
         return self.respond(services.reject(self.get_suggestion(pk), request.user))
 
 
-class SuggestionResetView(SuggestionMixin, APIView):
+class SuggestionResetView(SuggestionMixin, Throttled, APIView):
     """Undo a decision: back to pending."""
 
     @extend_schema(request=None, responses={200: SuggestionSerializer})
@@ -319,7 +349,7 @@ class SuggestionResetView(SuggestionMixin, APIView):
         return self.respond(services.reset(self.get_suggestion(pk), request.user))
 
 
-class SuggestionEditView(SuggestionMixin, APIView):
+class SuggestionEditView(SuggestionMixin, Throttled, APIView):
     """Replace the suggested tag with yours (``{"tag": "#puppy"}``); it is accepted."""
 
     @extend_schema(request=TagInputSerializer, responses={200: SuggestionSerializer, 400: ErrorSerializer})
@@ -341,7 +371,7 @@ class Pagination(PageNumberPagination):
     max_page_size = 100
 
 
-class PostsByTagView(generics.GenericAPIView):
+class PostsByTagView(Throttled, generics.GenericAPIView):
     """Posts carrying an accepted tag, newest tagging first: ``?tag=dog`` (``#`` optional)."""
 
     serializer_class = PostRefSerializer
@@ -407,7 +437,7 @@ class PostsByTagView(generics.GenericAPIView):
         return results
 
 
-class TrendingView(APIView):
+class TrendingView(Throttled, APIView):
     """Tags by accepted uses in the last ``days`` (default 7), most used first."""
 
     def get_permissions(self):
@@ -440,8 +470,10 @@ class TrendingView(APIView):
         )
 
 
-class HashtagListView(generics.ListAPIView):
-    """The tag vocabulary (``?search=do`` for prefix autocomplete), most used first."""
+class HashtagListView(Throttled, generics.ListAPIView):
+    """The tag vocabulary (``?search=do`` for prefix autocomplete), most used first: tags some
+    object carries now. Tags only ever suggested, typed into a private review or removed again are
+    not public."""
 
     serializer_class = HashtagSerializer
     pagination_class = Pagination
@@ -454,14 +486,14 @@ class HashtagListView(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        qs = Hashtag.objects.active().order_by("-usage_count", "name")
+        qs = Hashtag.objects.active().filter(usage_count__gt=0).order_by("-usage_count", "name")
         search = self.request.query_params.get("search", "").strip().lstrip("#")
         if search:
             qs = qs.filter(name__istartswith=search)
         return qs
 
 
-class OptOutView(APIView):
+class OptOutView(Throttled, APIView):
     """Your opt-out: when on, your images are never analysed."""
 
     permission_classes = [IsAuthenticated]
@@ -483,7 +515,7 @@ class OptOutView(APIView):
 
 # Model versions -----------------------------------------------------------------------------------
 
-class ModelVersionListView(APIView):
+class ModelVersionListView(Throttled, APIView):
     """Registered model versions, newest first, with the serving flag and how people received each
     version's suggestions. Signed-in users only: acceptance numbers are operational data."""
 
@@ -503,10 +535,10 @@ class ModelVersionListView(APIView):
         return Response(ModelVersionSerializer(rows, many=True).data)
 
 
-class ModelVersionPromoteView(APIView):
-    """Serve this version from now on (staff only). Workers switch at their next task."""
+class ModelVersionPromoteView(Throttled, APIView):
+    """Serve this version from now on (``hashtags.promote_modelversion``). Workers switch at their next task."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAuthenticated, CanPromoteModel]
 
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 400: ErrorSerializer, 404: ErrorSerializer})
     def post(self, request, version):
@@ -522,10 +554,10 @@ class ModelVersionPromoteView(APIView):
         return Response(ModelVersionSerializer(row).data)
 
 
-class ModelVersionRollbackView(APIView):
-    """Serve the version that served before the current one (staff only)."""
+class ModelVersionRollbackView(Throttled, APIView):
+    """Serve the version that served before the current one (``hashtags.promote_modelversion``)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAuthenticated, CanPromoteModel]
 
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 400: ErrorSerializer})
     def post(self, request):

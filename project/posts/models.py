@@ -6,6 +6,7 @@ from django.urls import reverse
 from taggit.managers import TaggableManager
 
 from hashtags.query import HashtagQuerySetMixin
+from hashtags.validators import validate_image_upload
 
 
 class PostQuerySet(HashtagQuerySetMixin, models.QuerySet):
@@ -14,7 +15,7 @@ class PostQuerySet(HashtagQuerySetMixin, models.QuerySet):
 
 class Post(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="posts")
-    image = models.ImageField(upload_to="posts/%Y/%m/")
+    image = models.ImageField(upload_to="posts/%Y/%m/", validators=[validate_image_upload])
     text = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True)
     tags = TaggableManager(blank=True)

@@ -106,8 +106,13 @@ def photo_alt(post: Post, caption: str, uncertain: bool) -> str:
     return f"{alt}. {hedged_caption(caption)}" if uncertain else f"{alt}: {caption}"
 
 
+def can_delete(user, post: Post) -> bool:
+    """The owner, or someone holding ``posts.delete_post`` (staff status alone is not enough)."""
+    return user.is_authenticated and (post.owner_id == user.pk or user.has_perm("posts.delete_post"))
+
+
 def reviewable_post(request: HttpRequest, pk: int) -> Post:
-    """The post, if the user may review its tags (owner, staff, moderator); 403 otherwise."""
+    """The post, if the user may review its tags (owner or moderator, as in the API); 403 otherwise."""
     post = get_object_or_404(Post, pk=pk)
     if not can_review(request.user, post):
         raise PermissionDenied("Only the owner of this post or a moderator can change its hashtags.")
@@ -121,7 +126,8 @@ def back_to(post: Post, anchor: str = "tags") -> HttpResponse:
 def paginate(request: HttpRequest, queryset) -> tuple:
     page = Paginator(queryset, POSTS_PER_PAGE).get_page(request.GET.get("page"))
     posts = list(page.object_list)
-    statuses = statuses_for(posts)
+    # Analysis status is the reviewers' business, as in the API: no badge on others' posts.
+    statuses = statuses_for([p for p in posts if can_review(request.user, p)])
     for post in posts:
         post.analysis_status = statuses.get(post.pk, "")
     return page, posts
@@ -169,9 +175,11 @@ def create_post(request: HttpRequest) -> HttpResponse:
 @require_GET
 def post_detail(request: HttpRequest, pk: int) -> HttpResponse:
     post = get_object_or_404(Post.objects.select_related("owner"), pk=pk)
-    analysis = current_analysis(post)
-    status = analysis_status(post, analysis)
     reviewer = can_review(request.user, post)
+    # Captions, beam captions, status and errors are shown to whoever the API shows them to (the
+    # owner and moderators); everyone else sees the photo and its accepted tags.
+    analysis = current_analysis(post) if reviewer else None
+    status = analysis_status(post, analysis) if reviewer else ""
     suggestions = []
     if analysis is not None and reviewer:
         suggestions = list(
@@ -196,6 +204,7 @@ def post_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "accepted": accepted,
         "can_review": reviewer,
         "is_owner": request.user.is_authenticated and post.owner_id == request.user.pk,
+        "can_delete": can_delete(request.user, post),
         "tag_form": TagForm(),
         "trending": [],  # the detail page has no sidebar
     }
@@ -204,8 +213,11 @@ def post_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def post_status(request: HttpRequest, pk: int) -> JsonResponse:
-    """What the detail page polls while an analysis is queued or running."""
+    """What the detail page polls while an analysis is queued or running (owner and moderators)."""
     post = get_object_or_404(Post, pk=pk)
+    if not can_review(request.user, post):
+        return JsonResponse({"error": "Only the owner of this post or a moderator can see its analysis."},
+                            status=403)
     analysis = current_analysis(post)
     return JsonResponse(
         {
@@ -285,7 +297,9 @@ def remove_tag(request: HttpRequest, pk: int, tag: str) -> HttpResponse:
 @require_POST
 def reanalyze_post(request: HttpRequest, pk: int) -> HttpResponse:
     post = reviewable_post(request, pk)
-    if post.image:
+    if HashtagOptOut.covers(post):
+        messages.error(request, "The owner opted out of automatic hashtags: the photo is not analysed.")
+    elif post.image:
         meta = Post._meta
         enqueue_analysis(meta.app_label, meta.model_name, post.pk, IMAGE_FIELD, force=True)
         messages.info(request, "Analysis queued again.")
@@ -296,7 +310,7 @@ def reanalyze_post(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def delete_post(request: HttpRequest, pk: int) -> HttpResponse:
     post = get_object_or_404(Post, pk=pk)
-    if not (request.user.is_staff or post.owner_id == request.user.pk):
+    if not can_delete(request.user, post):
         raise PermissionDenied("Only the owner can delete this post.")
     image = post.image
     post.delete()

@@ -11,8 +11,10 @@ from tests.hashtags import support
 
 @pytest.fixture(autouse=True)
 def _isolated(settings, tmp_path):
-    """Own MEDIA_ROOT, recorded jobs and throttle counters per test; no model cached across tests."""
+    """Own MEDIA_ROOT, DATA_DIR (the re-ranker's home), recorded jobs and throttle counters per
+    test; no model cached across tests."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.HASHTAGS = {**settings.HASHTAGS, "DATA_DIR": str(tmp_path / "data")}
     support.recorded.clear()
     cache.clear()
     yield

@@ -225,6 +225,11 @@ def test_demo_page_hedges_an_uncertain_caption_and_shows_sources(explained, clie
 def test_demo_page_states_a_persons_corrected_caption_as_fact(explained, client, user):
     post, analysis = explained(0.1)
     services.correct_caption(analysis, "a puppy on a lawn", user)
-    page = client.get(reverse("posts:detail", args=[post.pk])).content.decode()  # anonymous visitor
+    # Anonymous visitors see no caption at all (issue 17: the API hides it from them too) ...
+    page = client.get(reverse("posts:detail", args=[post.pk])).content.decode()
+    assert "a puppy on a lawn" not in page and f'alt="Photo by {user.username}"' in page
+    # ... the owner sees the correction stated as fact.
+    client.force_login(user)
+    page = client.get(reverse("posts:detail", args=[post.pk])).content.decode()
     assert "caption-uncertain" not in page and "Possibly:" not in page
     assert f'alt="Photo by {user.username}: a puppy on a lawn"' in page

@@ -43,7 +43,7 @@ def mean_kept_rank(tags: list[str], disliked: str) -> float:
 
 def test_feedback_loop_end_to_end(model, hashtags_config, make_post, user, api_client, tmp_path,
                                   django_capture_on_commit_callbacks):
-    hashtags_config(RERANKER_PATH=str(tmp_path / "reranker.joblib"), RERANKER_MIN_DECISIONS=30)
+    hashtags_config(RERANKER_PATH=str(tmp_path / "reranker.json"), RERANKER_MIN_DECISIONS=30)
     api_client.force_authenticate(user)
 
     # 1. Posts are tagged by the real analysis code with the real (tiny) model.

@@ -288,14 +288,19 @@ def test_api_lists_versions_with_stats(v1_configured, api_client, user, make_pos
     assert by_version["v2"]["notes"] == "candidate" and by_version["v2"]["stats"]["acceptance_rate"] is None
 
 
-def test_api_promotion_is_staff_only(v1_configured, api_client, user, staff_user):
+def test_api_promotion_needs_the_promote_permission(v1_configured, api_client, user, staff_user):
+    from django.contrib.auth.models import Permission
+
     versions.serving_version()
     versions.register(v1_configured["v2"])
-    api_client.force_authenticate(user)
-    assert api_client.post(API + "models/v2/promote/").status_code == 403
-    assert api_client.post(API + "models/rollback/").status_code == 403
+    for person in (user, staff_user):  # staff status alone is not enough (issue 17)
+        api_client.force_authenticate(person)
+        assert api_client.post(API + "models/v2/promote/").status_code == 403
+        assert api_client.post(API + "models/rollback/").status_code == 403
     assert versions.serving_version().version == "v1"
 
+    staff_user.user_permissions.add(Permission.objects.get(codename="promote_modelversion"))
+    staff_user = type(staff_user).objects.get(pk=staff_user.pk)
     api_client.force_authenticate(staff_user)
     response = api_client.post(API + "models/v2/promote/")
     assert response.status_code == 200, response.content

@@ -4,6 +4,7 @@ real decisions in the database and moves the tags they keep up on decisions it n
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 
 import pytest
@@ -82,13 +83,13 @@ def mean_rank_of_kept(order: list[str], rejected: set[str]) -> float:
 
 
 def test_refuses_with_too_few_decisions_and_analysis_stays_unchanged(reviewed, hashtags_config, tmp_path):
-    hashtags_config(RERANKER_PATH=str(tmp_path / "r.joblib"))
+    hashtags_config(RERANKER_PATH=str(tmp_path / "r.json"))
     reviewed(3)  # ~14 decisions, default minimum 50
     with pytest.raises(reranker.NotEnoughFeedback, match=r"decision\(s\), need 50"):
         reranker.train()
     with pytest.raises(CommandError, match="not enough feedback"):
         call_command("hashtags_train_reranker")
-    assert not (tmp_path / "r.joblib").exists()
+    assert not (tmp_path / "r.json").exists()
     assert reranker.get_reranker() is None
     from hashtags.tasks import train_reranker
 
@@ -114,7 +115,7 @@ def test_needs_both_kept_and_rejected_tags(recording, make_post, user, hashtags_
 
 
 def test_learns_preferences_and_moves_kept_tags_up_on_held_out_decisions(reviewed, hashtags_config, tmp_path, user):
-    hashtags_config(RERANKER_PATH=str(tmp_path / "reranker.joblib"))
+    hashtags_config(RERANKER_PATH=str(tmp_path / "reranker.json"))
     reviewed(48, seed=1)
     call_command("hashtags_train_reranker")
     model = reranker.get_reranker()
@@ -160,9 +161,14 @@ def test_analysis_hook_reorders_a_captioner_result(reviewed, hashtags_config, tm
 
     from hashtags.analysis import _store
 
-    hashtags_config(RERANKER_PATH=str(tmp_path / "reranker.joblib"))
+    hashtags_config(RERANKER_PATH=str(tmp_path / "reranker.json"))
     reviewed(48, seed=3)
-    reranker.train_and_save()
+    trained, path = reranker.train_and_save()
+    # Saved as JSON parameters (no pickle), rebuilt into the same classifier.
+    saved = json.loads(path.read_text())
+    assert saved["format"] == 2 and saved["classifier"] == "BernoulliNB" and len(saved["features"]) > 10
+    rows = [reranker.features(t, ("dog", "grass"), ("puppy",)) for t in ("dog", "black", "puppy", "unseen")]
+    assert reranker.load(path).probabilities(rows) == trained.probabilities(rows)
     captions = SCENES["dog"][0]
     sources = {"#black": ("caption",), "#grass": ("caption", "tag_head"), "#dog": ("tag_head", "classifier")}
     result = Result(caption=captions[0], captions=list(captions), log_probs=[-1.0, -2.0, -3.0],
@@ -184,7 +190,7 @@ def test_analysis_hook_reorders_a_captioner_result(reviewed, hashtags_config, tm
     stored = {s.hashtag.tag: s.sources for s in analysis.suggestions.all()}
     assert stored == {**{tag: list(found) for tag, found in sources.items()}, "#puppy": ["feedback"]}
     # A broken model file switches it off instead of failing analyses.
-    (tmp_path / "reranker.joblib").write_bytes(b"not a model")
+    (tmp_path / "reranker.json").write_bytes(b"not a model")
     assert reranker.get_reranker() is None
     assert reranker.apply_to_suggestion(result, user.pk) is result
 
@@ -192,7 +198,7 @@ def test_analysis_hook_reorders_a_captioner_result(reviewed, hashtags_config, tm
 def test_without_a_trained_model_rerank_keeps_order_scores_and_sources(hashtags_config, tmp_path):
     from mlcore.extractor import Hashtag
 
-    hashtags_config(RERANKER_PATH=str(tmp_path / "none.joblib"))
+    hashtags_config(RERANKER_PATH=str(tmp_path / "none.json"))
     ranked = reranker.rerank([Hashtag("#dog", 0.9, ("caption", "classifier")), ("#grass", 0.5)], ["a dog"])
     assert [(r.tag, r.score, r.sources) for r in ranked] == [("#dog", 0.9, ("caption", "classifier")),
                                                              ("#grass", 0.5, ())]

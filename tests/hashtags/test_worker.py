@@ -77,13 +77,14 @@ def test_real_worker_stores_suggestions_for_an_uploaded_photo(
     hashtags_config(EXECUTOR="celery", QUEUE="gpu", MODEL_DIR=str(tiny_artifact), MIN_SCORE=0.0)
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DJANGO_SETTINGS_MODULE": "project.test_settings",
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": REDIS_URL,
         "HASHTAGS_MODEL_DIR": str(tiny_artifact),
         "HASHTAGS_MIN_SCORE": "0",
         "HASHTAGS_QUEUE": "gpu",
         "MEDIA_ROOT": settings.MEDIA_ROOT,
+        "HASHTAGS_DATA_DIR": settings.HASHTAGS["DATA_DIR"],
         "PYTHONPATH": str(ROOT),
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }

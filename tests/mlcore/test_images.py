@@ -204,3 +204,32 @@ def test_wrong_source_types(tmp_path: Path) -> None:
         load_image(handle)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="size must be a positive int"):
         load_image(b"whatever", size=0)
+
+
+# Bounded decoding (issue 17): big images are reduced before any mode conversion ----------------
+
+@pytest.mark.parametrize("mode", ["I;16", "F", "RGBA", "RGB", "CMYK"])
+def test_large_images_are_reduced_first_and_look_the_same(mode: str) -> None:
+    """A 2000x1800 image (reduced by 4 before conversion now) gives what converting the full
+    image and resizing gives, within rounding."""
+    ramp = np.outer(np.linspace(0, 1, 1800, dtype=np.float32), np.linspace(0, 1, 2000, dtype=np.float32))
+    if mode == "I;16":
+        image, grey = Image.fromarray((ramp * 65535).astype(np.uint16)), ramp * 255
+    elif mode == "F":
+        image, grey = Image.fromarray(ramp), ramp * 255
+    else:
+        rgb = Image.fromarray(np.repeat((ramp * 255).astype(np.uint8)[..., None], 3, axis=2))
+        image, grey = (rgb.convert(mode) if mode != "RGB" else rgb), ramp * 255
+    data = encode(image, "TIFF") if mode in ("F", "CMYK") else encode(image, "PNG")
+    loaded = load_image(data, size=64)
+    expected = np.asarray(Image.fromarray(np.round(grey).astype(np.uint8)).resize((64, 64), Image.Resampling.BILINEAR))
+    assert loaded.shape == (64, 64, 3) and loaded.dtype == np.uint8
+    difference = np.abs(loaded.astype(int) - expected[..., None].astype(int))
+    assert difference.mean() < 1.5 and difference.max() <= 6
+
+
+def test_a_decoded_array_passes_through_and_a_wrong_one_is_refused(cat_jpeg: bytes) -> None:
+    pixels = load_image(cat_jpeg, size=32)
+    assert load_image(pixels, size=32) is pixels
+    with pytest.raises(ValueError, match=r"\(32, 32, 3\) uint8"):
+        load_image(pixels.astype(np.float32), size=32)

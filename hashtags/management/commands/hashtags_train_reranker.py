@@ -1,7 +1,7 @@
 """Train the feedback re-ranker (:mod:`hashtags.reranker`) from every decision people made.
 
     python manage.py hashtags_train_reranker                    # saves to HASHTAGS["RERANKER_PATH"]
-    python manage.py hashtags_train_reranker --min-decisions 20 --out /tmp/reranker.joblib
+    python manage.py hashtags_train_reranker --min-decisions 20 --out /srv/hashtags/reranker.json
 
 Refuses (exit status 1, nothing written) with fewer than ``RERANKER_MIN_DECISIONS`` decisions.
 """
