@@ -13,13 +13,19 @@ Run a worker with::
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
-from celery import shared_task
+from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import beat_init, worker_process_init
+from django.conf import settings
+from django.db import connections
 
 from .analysis import TRANSIENT_ERRORS, mark_gave_up, run_analysis
 from .conf import hashtags_settings
+from .delivery import warm_up_deadline
+from .inference import get_captioner
 
 logger = logging.getLogger(__name__)
 
@@ -57,17 +63,32 @@ def analyze_image(self, app_label: str, model_name: str, pk, field_name: str, fo
 
 @worker_process_init.connect
 def warm_model(**kwargs) -> None:
-    """Load the model in each freshly forked worker child, before the first task arrives."""
-    from django.conf import settings
+    """Load the model in each freshly forked worker child, before the first task arrives.
 
+    The load runs in a thread and the child waits for it at most :func:`warm_up_deadline` of
+    Celery's ``worker_proc_alive_timeout``: a child that is not up in time is killed and replaced,
+    and a load that is slow (a cold disk, a busy GPU) or hangs (a database that does not answer)
+    would then kill every replacement too. Past the deadline the child reports up; the load goes on
+    and the first task waits for it (:func:`hashtags.inference.get_captioner` holds a lock)."""
     if not settings.configured or not hashtags_settings.WARM_WORKER:
         return
-    from .inference import get_captioner
+    deadline = warm_up_deadline(current_app.conf.worker_proc_alive_timeout or 4.0)
+    loader = threading.Thread(target=_load_model_quietly, name="hashtags-warm-up", daemon=True)
+    started = time.monotonic()
+    loader.start()
+    loader.join(deadline)
+    if loader.is_alive():
+        logger.warning("hashtags: model still loading after %.0f s; this worker process starts anyway "
+                       "and its first task waits for the model", time.monotonic() - started)
 
+
+def _load_model_quietly() -> None:
     try:
         get_captioner()
     except Exception:  # the task reports the problem with a proper error; never kill the child
         logger.exception("hashtags: could not pre-load the model")
+    finally:
+        connections.close_all()  # this thread's connection; tasks open their own
 
 
 # The feedback re-ranker ---------------------------------------------------------------------------

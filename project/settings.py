@@ -5,6 +5,9 @@
 - ``CELERY_BROKER_URL`` (e.g. ``redis://127.0.0.1:6379/0``): when set, analyses go to Celery workers;
   when not, they run in a background thread of the web process (no services needed).
 - ``HASHTAGS_MODEL_DIR``: a trained model artifact (default: the model shipped with mlcore).
+- ``HASHTAGS_TASK_TIME_LIMIT`` / ``HASHTAGS_TASK_SOFT_TIME_LIMIT`` (seconds, default 180 / 120): one
+  analysis' limits; the broker's visibility timeout and the reconciler's "stuck" follow from them.
+- ``HASHTAGS_RECONCILE_EVERY`` (seconds, default 120): how often ``celery beat`` runs the reconciler.
 - ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG`` (default on), ``DJANGO_ALLOWED_HOSTS`` (comma separated),
   ``MEDIA_ROOT``.
 """
@@ -13,6 +16,8 @@ import os
 from pathlib import Path
 
 import dj_database_url
+
+from hashtags.delivery import broker_transport_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("HASHTAGS_VAR_DIR", BASE_DIR / "var"))
@@ -114,6 +119,8 @@ HASHTAGS = {
     "OWNER_FIELD": "owner",
     "EXECUTOR": os.environ.get("HASHTAGS_EXECUTOR") or ("celery" if os.environ.get("CELERY_BROKER_URL") else "thread"),
     "QUEUE": os.environ.get("HASHTAGS_QUEUE", "gpu"),
+    "TASK_TIME_LIMIT": int(os.environ.get("HASHTAGS_TASK_TIME_LIMIT", "180")),
+    "TASK_SOFT_TIME_LIMIT": int(os.environ.get("HASHTAGS_TASK_SOFT_TIME_LIMIT", "120")),
 }
 if os.environ.get("HASHTAGS_MIN_SCORE"):
     HASHTAGS["MIN_SCORE"] = float(os.environ["HASHTAGS_MIN_SCORE"])
@@ -126,6 +133,16 @@ CELERY_TASK_ROUTES = {"hashtags.analyze_image": {"queue": HASHTAGS["QUEUE"]}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # one long GPU task at a time per process
 CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis + acks_late: an unacknowledged message (its worker was killed) goes back to the queue only
+# after visibility_timeout seconds (kombu's default: 3,600). Derived from the hard time limit plus
+# the longest retry countdown (a retry waits unacked for its ETA) plus a margin: 180 + 60 + 60 = 300 s.
+# System check hashtags.W001 warns when a Redis broker has none or a smaller one.
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(HASHTAGS["TASK_TIME_LIMIT"])
+# Each prefork child loads TensorFlow and the model in worker_process_init (4-6 s measured) before
+# it reports up; Celery kills a child that is not up within this (default 4 s) and replaces it, in a
+# loop that never ends. 60 s leaves a wide margin (hashtags.W002 warns below 30 s); the warm-up itself
+# gives up waiting after 3/4 of it (the first task then finishes the load).
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = 60
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 

@@ -1,0 +1,57 @@
+"""Delivery arithmetic: how long an analysis message may stay unacknowledged, how retries are
+spaced, when a claimed analysis counts as abandoned. One module answers these so the project's
+settings (the broker's visibility timeout), the system check, the task and the reconciler agree.
+
+No Django or Celery imports: ``settings.py`` uses it before Django is set up.
+
+With ``acks_late`` on Redis, a message stays in the broker's ``unacked`` hash until the task
+finishes; kombu hands it to another worker only after ``visibility_timeout`` seconds (its default is
+3,600 s: an hour of "queued" after a killed solo worker). The timeout must exceed the longest time a
+worker legitimately holds a message — a retry's countdown (held unacked until its ETA) plus one run
+up to the hard time limit — or healthy tasks get delivered twice.
+"""
+
+from __future__ import annotations
+
+import random
+
+# A retry waits at least this long (never 0 s: full jitter from 0 spent a 5-retry budget in 11 s)
+# and at most RETRY_COUNTDOWN_MAX, growing 2 s, 4 s, 8 s, ... with +/-20 % jitter.
+RETRY_COUNTDOWN_MIN = 2.0
+RETRY_COUNTDOWN_MAX = 60.0
+RETRY_JITTER = 0.2
+# Slack on top of the hard time limit before a message / a claimed analysis counts as abandoned.
+DELIVERY_MARGIN = 60
+# Celery kills a prefork child that is not up within worker_proc_alive_timeout (4 s by default);
+# loading TensorFlow and the model takes 4-6 s. The project sets 60 s; the check warns below this.
+MIN_PROC_ALIVE_TIMEOUT = 30.0
+
+
+def retry_countdown(retries: int, rng: random.Random | None = None) -> float:
+    """Seconds before retry number ``retries + 1``: exponential with a floor, a cap and some jitter."""
+    rng = rng or random
+    base = min(RETRY_COUNTDOWN_MAX, RETRY_COUNTDOWN_MIN * 2 ** max(0, retries))
+    jittered = base * (1 + rng.uniform(-RETRY_JITTER, RETRY_JITTER))
+    return max(RETRY_COUNTDOWN_MIN, min(RETRY_COUNTDOWN_MAX, jittered))
+
+
+def visibility_timeout(time_limit: float) -> int:
+    """The Redis ``visibility_timeout`` for tasks with hard time limit ``time_limit`` seconds."""
+    return int(time_limit + RETRY_COUNTDOWN_MAX + DELIVERY_MARGIN)
+
+
+def broker_transport_options(time_limit: float) -> dict:
+    """``CELERY_BROKER_TRANSPORT_OPTIONS`` for a Redis broker (other brokers ignore the key)."""
+    return {"visibility_timeout": visibility_timeout(time_limit)}
+
+
+def claim_expires_after(time_limit: float) -> int:
+    """Seconds after which a ``running`` analysis is abandoned: no task runs past its hard time
+    limit, so one started longer ago than this belongs to a dead worker and may be claimed again."""
+    return int(time_limit + DELIVERY_MARGIN)
+
+
+def warm_up_deadline(proc_alive_timeout: float) -> float:
+    """How long a worker child's model warm-up may hold up the child's start: well inside Celery's
+    allowance, so a slow or hanging load never gets the child killed (and replaced, forever)."""
+    return max(1.0, 0.75 * float(proc_alive_timeout))
