@@ -16,28 +16,40 @@ from __future__ import annotations
 import random
 
 # A retry waits at least this long (never 0 s: full jitter from 0 spent a 5-retry budget in 11 s)
-# and at most RETRY_COUNTDOWN_MAX, growing 2 s, 4 s, 8 s, ... with +/-20 % jitter.
+# and at most the countdown cap, growing 2 s, 4 s, 8 s, ... with +/-20 % jitter.
 RETRY_COUNTDOWN_MIN = 2.0
 RETRY_COUNTDOWN_MAX = 60.0
 RETRY_JITTER = 0.2
-# Slack on top of the hard time limit before a message / a claimed analysis counts as abandoned.
-DELIVERY_MARGIN = 60
+# Slack on top of the hard time limit before a message / a claimed analysis counts as abandoned:
+# a third of the limit, at most a minute.
+DELIVERY_MARGIN = 60.0
 # Celery kills a prefork child that is not up within worker_proc_alive_timeout (4 s by default);
 # loading TensorFlow and the model takes 4-6 s. The project sets 60 s; the check warns below this.
 MIN_PROC_ALIVE_TIMEOUT = 30.0
 
 
-def retry_countdown(retries: int, rng: random.Random | None = None) -> float:
+def countdown_cap(time_limit: float) -> float:
+    """The longest retry countdown: a minute, or one run's time limit when that is shorter."""
+    return max(RETRY_COUNTDOWN_MIN, min(RETRY_COUNTDOWN_MAX, float(time_limit)))
+
+
+def margin(time_limit: float) -> float:
+    return max(2.0, min(DELIVERY_MARGIN, float(time_limit) / 3))
+
+
+def retry_countdown(retries: int, time_limit: float, rng: random.Random | None = None) -> float:
     """Seconds before retry number ``retries + 1``: exponential with a floor, a cap and some jitter."""
     rng = rng or random
-    base = min(RETRY_COUNTDOWN_MAX, RETRY_COUNTDOWN_MIN * 2 ** max(0, retries))
+    cap = countdown_cap(time_limit)
+    base = min(cap, RETRY_COUNTDOWN_MIN * 2 ** min(max(0, retries), 30))
     jittered = base * (1 + rng.uniform(-RETRY_JITTER, RETRY_JITTER))
-    return max(RETRY_COUNTDOWN_MIN, min(RETRY_COUNTDOWN_MAX, jittered))
+    return max(RETRY_COUNTDOWN_MIN, min(cap, jittered))
 
 
 def visibility_timeout(time_limit: float) -> int:
-    """The Redis ``visibility_timeout`` for tasks with hard time limit ``time_limit`` seconds."""
-    return int(time_limit + RETRY_COUNTDOWN_MAX + DELIVERY_MARGIN)
+    """The Redis ``visibility_timeout`` for tasks with hard time limit ``time_limit`` seconds: a
+    retry's countdown plus one run plus the margin (180 s -> 300 s)."""
+    return int(time_limit + countdown_cap(time_limit) + margin(time_limit))
 
 
 def broker_transport_options(time_limit: float) -> dict:
@@ -47,11 +59,24 @@ def broker_transport_options(time_limit: float) -> dict:
 
 def claim_expires_after(time_limit: float) -> int:
     """Seconds after which a ``running`` analysis is abandoned: no task runs past its hard time
-    limit, so one started longer ago than this belongs to a dead worker and may be claimed again."""
-    return int(time_limit + DELIVERY_MARGIN)
+    limit, so one started longer ago than this belongs to a dead worker and may be claimed again
+    (180 s -> 240 s)."""
+    return int(time_limit + margin(time_limit))
+
+
+def resend_after(time_limit: float, sends: int) -> int:
+    """Seconds after its last send when the reconciler sends a request that is still unanswered
+    again: a visibility timeout (by then a delivered message would have come back), doubling with
+    every send (a long queue gets few duplicates), at most an hour."""
+    return int(min(3600, visibility_timeout(time_limit) * 2 ** min(max(0, sends - 1), 10)))
 
 
 def warm_up_deadline(proc_alive_timeout: float) -> float:
     """How long a worker child's model warm-up may hold up the child's start: well inside Celery's
     allowance, so a slow or hanging load never gets the child killed (and replaced, forever)."""
     return max(1.0, 0.75 * float(proc_alive_timeout))
+
+
+# A claimed run abandoned this many times (its worker killed, or the hard time limit hit, each
+# time) is marked failed instead of being handed out again: one bad image never kills workers forever.
+MAX_ATTEMPTS = 5

@@ -23,15 +23,16 @@ def celery_conf():
 def test_project_settings_derive_the_visibility_timeout_from_the_time_limit():
     limit = django_settings.HASHTAGS["TASK_TIME_LIMIT"]
     timeout = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
-    assert timeout == delivery.visibility_timeout(limit) == limit + delivery.RETRY_COUNTDOWN_MAX + delivery.DELIVERY_MARGIN
-    assert timeout > limit + delivery.RETRY_COUNTDOWN_MAX  # a retry waiting for its ETA is not redelivered
+    assert timeout == delivery.visibility_timeout(limit)
+    assert delivery.visibility_timeout(180) == 300 and delivery.claim_expires_after(180) == 240
+    assert timeout > limit + delivery.countdown_cap(limit)  # a retry waiting for its ETA is not redelivered
     assert timeout < 3600  # kombu's default, which left a killed worker's image queued for an hour
     assert django_settings.CELERY_WORKER_PROC_ALIVE_TIMEOUT >= delivery.MIN_PROC_ALIVE_TIMEOUT
 
 
 def test_retry_countdowns_grow_with_a_floor_and_a_cap():
     rng = random.Random(1)
-    draws = [[delivery.retry_countdown(n, rng) for _ in range(200)] for n in range(12)]
+    draws = [[delivery.retry_countdown(n, 180, rng) for _ in range(200)] for n in range(12)]
     assert min(min(d) for d in draws) >= delivery.RETRY_COUNTDOWN_MIN  # never 0 s
     assert max(max(d) for d in draws) <= delivery.RETRY_COUNTDOWN_MAX
     means = [sum(d) / len(d) for d in draws]
@@ -63,3 +64,8 @@ def test_a_start_up_allowance_the_warm_up_cannot_meet_is_warned_about(hashtags_c
 
 def test_warm_up_waits_well_inside_the_allowance():
     assert delivery.warm_up_deadline(60) == 45 and delivery.warm_up_deadline(0) == 1.0
+
+
+def test_unanswered_requests_are_sent_again_less_and_less_often():
+    waits = [delivery.resend_after(180, sends) for sends in range(1, 8)]
+    assert waits[0] == delivery.visibility_timeout(180) and waits == sorted(waits) and waits[-1] == 3600
