@@ -16,9 +16,9 @@ from __future__ import annotations
 import random
 
 # A retry waits at least this long (never 0 s: full jitter from 0 spent a 5-retry budget in 11 s)
-# and at most the countdown cap, growing 2 s, 4 s, 8 s, ... with +/-20 % jitter.
+# and at most the countdown cap, growing 2 s, 4 s, 8 s, 16 s, 30 s, 30 s, ... with +/-20 % jitter.
 RETRY_COUNTDOWN_MIN = 2.0
-RETRY_COUNTDOWN_MAX = 60.0
+RETRY_COUNTDOWN_MAX = 30.0
 RETRY_JITTER = 0.2
 # Slack on top of the hard time limit before a message / a claimed analysis counts as abandoned:
 # a third of the limit, at most a minute.
@@ -29,7 +29,7 @@ MIN_PROC_ALIVE_TIMEOUT = 30.0
 
 
 def countdown_cap(time_limit: float) -> float:
-    """The longest retry countdown: a minute, or one run's time limit when that is shorter."""
+    """The longest retry countdown: 30 s, or one run's time limit when that is shorter."""
     return max(RETRY_COUNTDOWN_MIN, min(RETRY_COUNTDOWN_MAX, float(time_limit)))
 
 
@@ -48,13 +48,23 @@ def retry_countdown(retries: int, time_limit: float, rng: random.Random | None =
 
 def visibility_timeout(time_limit: float) -> int:
     """The Redis ``visibility_timeout`` for tasks with hard time limit ``time_limit`` seconds: a
-    retry's countdown plus one run plus the margin (180 s -> 300 s)."""
+    retry's countdown plus one run plus the margin (180 s -> 270 s)."""
     return int(time_limit + countdown_cap(time_limit) + margin(time_limit))
 
 
+def restore_interval(time_limit: float) -> int:
+    """Seconds between kombu's sweeps for unacknowledged messages past the visibility timeout: a
+    tenth of the timeout, at most 30 s (kombu's default sweep is every 10 x 10 = 100 s, which would
+    add up to 100 s to every recovery)."""
+    return max(1, min(30, visibility_timeout(time_limit) // 10))
+
+
 def broker_transport_options(time_limit: float) -> dict:
-    """``CELERY_BROKER_TRANSPORT_OPTIONS`` for a Redis broker (other brokers ignore the key)."""
-    return {"visibility_timeout": visibility_timeout(time_limit)}
+    """``CELERY_BROKER_TRANSPORT_OPTIONS`` for a Redis broker (other brokers ignore the keys): a
+    killed worker's message is back in the queue at most ``visibility_timeout`` + one sweep
+    (270 + 27 s for the default 180 s limit) after it was delivered."""
+    return {"visibility_timeout": visibility_timeout(time_limit),
+            "unacked_restore_interval": restore_interval(time_limit), "unacked_restore_throttle": 1}
 
 
 def claim_expires_after(time_limit: float) -> int:

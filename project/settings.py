@@ -121,6 +121,11 @@ HASHTAGS = {
     "QUEUE": os.environ.get("HASHTAGS_QUEUE", "gpu"),
     "TASK_TIME_LIMIT": int(os.environ.get("HASHTAGS_TASK_TIME_LIMIT", "180")),
     "TASK_SOFT_TIME_LIMIT": int(os.environ.get("HASHTAGS_TASK_SOFT_TIME_LIMIT", "120")),
+    # Celery beat (``celery -A project beat``, or ``worker -B``) runs the reconciler
+    # (hashtags.reconcile: lost, unsent and stuck analyses are sent again) this often, on the
+    # analysis queue; workers also run it when they start. The entry is added at beat start by
+    # hashtags.tasks.periodic_tasks(); CELERY_BEAT_SCHEDULE stays yours.
+    "RECONCILE_EVERY": int(os.environ.get("HASHTAGS_RECONCILE_EVERY", "120")),
 }
 if os.environ.get("HASHTAGS_MIN_SCORE"):
     HASHTAGS["MIN_SCORE"] = float(os.environ["HASHTAGS_MIN_SCORE"])
@@ -135,7 +140,8 @@ CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis + acks_late: an unacknowledged message (its worker was killed) goes back to the queue only
 # after visibility_timeout seconds (kombu's default: 3,600). Derived from the hard time limit plus
-# the longest retry countdown (a retry waits unacked for its ETA) plus a margin: 180 + 60 + 60 = 300 s.
+# the longest retry countdown (a retry waits unacked for its ETA) plus a margin: 180 + 30 + 60 = 270 s,
+# swept for every 27 s (kombu's default sweep: every 100 s).
 # System check hashtags.W001 warns when a Redis broker has none or a smaller one.
 CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(HASHTAGS["TASK_TIME_LIMIT"])
 # Each prefork child loads TensorFlow and the model in worker_process_init (4-6 s measured) before

@@ -1,0 +1,165 @@
+"""Faults injected into real processes: a solo worker killed with SIGKILL mid-task, PostgreSQL cut
+off for 20 s behind a TCP proxy, Redis losing its queue (a restart without persistence). Every post
+must end with exactly one finished analysis, without an operator.
+
+The workers run with a 12 s task time limit (soft 10 s), so the delivery arithmetic of
+:mod:`hashtags.delivery` scales down: visibility timeout 28 s (swept every 2 s), a claim expires
+after 16 s, retry countdowns 2 s doubling to 12 s. Each test stops itself within ~90 s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import redis
+
+from hashtags import delivery
+from hashtags.models import AnalysisRequest, ImageAnalysis
+from tests.hashtags.workers import (REDIS_URL, TcpProxy, database_url, redis_reachable, start_worker, stop,
+                                    wait_for_log, worker_env)
+
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.faults,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not redis_reachable(), reason=f"Redis is not reachable at {REDIS_URL}"),
+]
+
+TIME_LIMIT, SOFT_TIME_LIMIT = 12, 10
+LIMITS = {"HASHTAGS_TASK_TIME_LIMIT": str(TIME_LIMIT), "HASHTAGS_TASK_SOFT_TIME_LIMIT": str(SOFT_TIME_LIMIT)}
+READY = "ready."  # celery's "celery@host ready." line
+START_TIMEOUT = 60
+
+
+@pytest.fixture
+def broker(settings):
+    """This process' Celery app on the test Redis DB, emptied before and after."""
+    from project.celery import app
+
+    def use(url):
+        app.conf.broker_url = url
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    old = app.conf.broker_url
+    use(REDIS_URL)
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    use(old)
+
+
+@pytest.fixture
+def setup(hashtags_config, tiny_artifact, settings, broker, tmp_path):
+    """Celery executor with the tests' time limits here too (the reconciler run in this process
+    must agree with the workers)."""
+    hashtags_config(EXECUTOR="celery", QUEUE="gpu", MODEL_DIR=str(tiny_artifact), MIN_SCORE=0.0,
+                    TASK_TIME_LIMIT=TIME_LIMIT, TASK_SOFT_TIME_LIMIT=SOFT_TIME_LIMIT)
+    return tiny_artifact, settings.MEDIA_ROOT, tmp_path / "worker.log"
+
+
+def finished_once(posts) -> tuple[int, list[str]]:
+    """(posts with exactly one done analysis, problems)."""
+    good, problems = 0, []
+    for post in posts:
+        statuses = list(ImageAnalysis.objects.for_object(post).values_list("status", flat=True))
+        if statuses == ["done"]:
+            good += 1
+        elif len(statuses) > 1 or "failed" in statuses:
+            problems.append(f"post {post.pk}: {statuses}")
+    return good, problems
+
+
+def wait_all_finished(posts, timeout: float, worker, log_path) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        good, problems = finished_once(posts)
+        assert not problems, problems
+        if good == len(posts):
+            return time.monotonic() - started
+        assert worker.poll() is None, f"worker exited:\n{log_path.read_text()[-4000:]}"
+        time.sleep(0.25)
+    good, _ = finished_once(posts)
+    pytest.fail(f"{good}/{len(posts)} finished after {timeout:.0f} s:\n{log_path.read_text()[-6000:]}")
+
+
+def test_a_solo_worker_killed_mid_task_loses_nothing(setup, make_post, broker):
+    artifact, media_root, log_path = setup
+    env = worker_env(artifact, media_root, **LIMITS)
+    worker = start_worker(env, log_path, "killed")
+    try:
+        wait_for_log(log_path, READY, START_TIMEOUT, worker)
+        posts = [make_post(seed=0)]
+        wait_all_finished(posts, 30, worker, log_path)  # warm: the model is loaded and traced
+        posts += [make_post(seed=s) for s in range(1, 5)]
+        victim = None
+        deadline = time.monotonic() + 30
+        while victim is None and time.monotonic() < deadline:
+            victim = ImageAnalysis.objects.filter(status="running").first()
+            time.sleep(0.002)
+        assert victim is not None, "no analysis was seen running"
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+        killed = time.monotonic()
+        assert broker.hlen("unacked") >= 1  # the in-flight message waits for its visibility timeout
+        worker = start_worker(env, log_path, "restarted")
+        recovered = wait_all_finished(posts, 80, worker, log_path)
+        victim.refresh_from_db()
+        print(f"\nkill -9 of a solo worker while analysis {victim.pk} ran: all {len(posts)} posts done "
+              f"{time.monotonic() - killed:.1f} s after the kill (restart included; visibility timeout "
+              f"{delivery.visibility_timeout(TIME_LIMIT)} s); attempts of the killed one: {victim.attempts}")
+        assert victim.status == "done" and victim.attempts == 2  # claimed again by its redelivered message
+        assert recovered >= 0 and broker.hlen("unacked") == 0 and not AnalysisRequest.objects.exists()
+    finally:
+        stop(worker)
+
+
+def test_a_database_outage_of_20_seconds_loses_nothing(setup, make_post):
+    artifact, media_root, log_path = setup
+    from django.db import connection
+
+    proxy = TcpProxy((connection.settings_dict["HOST"] or "127.0.0.1", int(connection.settings_dict["PORT"] or 5432)))
+    env = worker_env(artifact, media_root, DATABASE_URL=database_url(proxy.port), **LIMITS)
+    worker = start_worker(env, log_path, "outage")
+    try:
+        wait_for_log(log_path, READY, START_TIMEOUT, worker)
+        warm = [make_post(seed=99)]
+        wait_all_finished(warm, 30, worker, log_path)
+        proxy.cut()
+        cut = time.monotonic()
+        posts = [make_post(seed=s) for s in range(30)]  # the web side still reaches the database
+        time.sleep(max(0.0, 20 - (time.monotonic() - cut)))
+        proxy.restore()
+        restored = time.monotonic()
+        recovered = wait_all_finished(posts, 60, worker, log_path)
+        log = log_path.read_text()
+        retries = log.count("retry: Retry in")  # celery logs each scheduled retry once
+        print(f"\n20 s database outage with 30 posts queued: 30/30 done {recovered:.1f} s after the database "
+              f"came back ({restored - cut:.0f} s outage), {retries} retries logged, 0 lost")
+        assert retries >= 30 and "gave up" not in log
+        assert not AnalysisRequest.objects.exists()
+    finally:
+        stop(worker)
+        proxy.close()
+
+
+def test_a_queue_lost_with_redis_is_sent_again_by_the_reconciler(setup, make_post, broker):
+    artifact, media_root, log_path = setup
+    posts = [make_post(seed=s) for s in range(10)]  # no worker yet: the messages wait in Redis
+    assert broker.llen("gpu") == 10 and AnalysisRequest.objects.count() == 10
+    broker.flushdb()  # what a Redis restart without persistence leaves
+    lost = time.monotonic()
+    env = worker_env(artifact, media_root, HASHTAGS_RECONCILE_EVERY="3", **LIMITS)
+    worker = start_worker(env, log_path, "beat", "-B", "-s", str(log_path.parent / "beat-schedule"))
+    try:
+        recovered = wait_all_finished(posts, 80, worker, log_path)
+        print(f"\nRedis lost 10 queued analyses: 10/10 done {time.monotonic() - lost:.1f} s later by the reconciler "
+              f"alone (beat every 3 s, resend after {delivery.resend_after(TIME_LIMIT, 1)} s)")
+        assert recovered >= 0 and "hashtags: reconciled" in log_path.read_text()
+        assert not AnalysisRequest.objects.exists()
+    finally:
+        stop(worker)
