@@ -147,8 +147,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(HASHTAGS["TASK_TIME_L
 # Each prefork child loads TensorFlow and the model in worker_process_init (4-6 s measured) before
 # it reports up; Celery kills a child that is not up within this (default 4 s) and replaces it, in a
 # loop that never ends. 60 s leaves a wide margin (hashtags.W002 warns below 30 s); the warm-up itself
-# gives up waiting after 3/4 of it (the first task then finishes the load).
-CELERY_WORKER_PROC_ALIVE_TIMEOUT = 60
+# gives up waiting after 3/4 of it (the first task then finishes the load), so even a smaller
+# allowance no longer wedges the worker.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = float(os.environ.get("CELERY_WORKER_PROC_ALIVE_TIMEOUT", "60"))
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 

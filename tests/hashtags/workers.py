@@ -42,12 +42,14 @@ def database_url(port: int | None = None) -> str:
 
 
 def worker_env(artifact, media_root, **extra: str) -> dict[str, str]:
-    return {
+    """The worker's environment: this test's database, Redis, media and model (``artifact=None``:
+    the shipped model)."""
+    env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "project.settings",
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": REDIS_URL,
-        "HASHTAGS_MODEL_DIR": str(artifact),
+        "HASHTAGS_MODEL_DIR": str(artifact or ""),
         "HASHTAGS_MIN_SCORE": "0",
         "HASHTAGS_QUEUE": "gpu",
         "MEDIA_ROOT": str(media_root),
@@ -55,6 +57,15 @@ def worker_env(artifact, media_root, **extra: str) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
         **extra,
     }
+    return env
+
+
+def children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (a prefork worker's pool)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def start_worker(env: dict, log_path: Path, name: str, *options: str) -> subprocess.Popen:
