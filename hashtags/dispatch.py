@@ -24,6 +24,10 @@ from .registry import content_type_for
 
 logger = logging.getLogger(__name__)
 
+# A save waits at most about a second for a broker that does not answer (Celery's default policy
+# retries for up to ~3 s): the request is recorded anyway and the reconciler sends it later.
+SEND_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
+
 
 def _request_rows(app_label: str, model_name: str, pk, field_name: str):
     model = apps.get_model(app_label, model_name)
@@ -66,6 +70,7 @@ def send_analysis(app_label: str, model_name: str, pk, field_name: str, *, force
                 queue=hashtags_settings.QUEUE,
                 soft_time_limit=hashtags_settings.TASK_SOFT_TIME_LIMIT,
                 time_limit=hashtags_settings.TASK_TIME_LIMIT,
+                retry_policy=SEND_RETRY_POLICY,
             )
         except Exception as exc:  # broker down or unreachable: the request stays, unsent
             logger.warning("hashtags: could not send the analysis of %s.%s %s (%s); the reconciler "

@@ -63,9 +63,11 @@ def _on_save(sender, instance, created: bool, raw: bool = False, using=None, **k
 
 
 def _on_delete(sender, instance, **kwargs) -> None:
-    """A deleted object loses its accepted tags (usage counts drop); analyses stay as history."""
-    from .models import AcceptedTag, Hashtag
+    """A deleted object loses its accepted tags (usage counts drop) and its unanswered analysis
+    requests; analyses stay as history."""
+    from .models import AcceptedTag, AnalysisRequest, Hashtag
 
+    AnalysisRequest.objects.for_object(instance).delete()
     rows = AcceptedTag.objects.for_object(instance)
     hashtag_ids = list(rows.values_list("hashtag_id", flat=True))
     rows.delete()

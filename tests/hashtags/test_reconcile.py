@@ -126,3 +126,10 @@ def test_beat_runs_the_reconciler_on_the_analysis_queue(hashtags_config):
         "task": "hashtags.reconcile", "schedule": 120, "options": {"queue": "gpu"}}
     hashtags_config(RECONCILE_EVERY=None)
     assert "hashtags-reconcile" not in periodic_tasks()
+
+
+def test_deleting_a_post_drops_its_unanswered_request(recording, make_post):
+    post = make_post()
+    assert AnalysisRequest.objects.for_object(post).exists()
+    post.delete()
+    assert not AnalysisRequest.objects.exists() and reconcile().resent == 0
