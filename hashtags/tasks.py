@@ -5,6 +5,7 @@ Run a worker with::
 
     celery -A project worker -Q gpu --pool=solo --loglevel=info          # one model per worker
     celery -A project worker -Q gpu --concurrency=1 --loglevel=info      # prefork, 1 child
+    celery -A project beat --loglevel=info                               # one: the reconciler's schedule
 
 ``acks_late``: a worker that dies mid-task gets the message redelivered (after the broker's
 visibility timeout on Redis, :mod:`hashtags.delivery`); the task is idempotent and claims its
