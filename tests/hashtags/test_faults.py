@@ -22,6 +22,7 @@ import redis
 
 from hashtags import delivery
 from hashtags.models import AnalysisRequest, ImageAnalysis
+from tests.hashtags import support
 from tests.hashtags.workers import (REDIS_URL, TcpProxy, children, database_url, redis_reachable, start_worker,
                                     stop, wait_for_log, worker_env)
 
@@ -206,6 +207,35 @@ def test_a_queue_lost_with_redis_is_sent_again_by_the_reconciler(setup, make_pos
         print(f"\nRedis lost 10 queued analyses: 10/10 done {time.monotonic() - lost:.1f} s later by the reconciler "
               f"alone (beat every 3 s, resend after {delivery.resend_after(TIME_LIMIT, 1)} s)")
         assert recovered >= 0 and "hashtags: reconciled" in log_path.read_text()
+        assert not AnalysisRequest.objects.exists()
+    finally:
+        stop(worker)
+
+
+def test_duplicate_deliveries_and_identical_bytes_run_the_model_once(setup, make_post, other_user):
+    """Two worker processes side by side (prefork, concurrency 2): three deliveries of one post's
+    analysis claim it once; two posts with identical bytes run the model once."""
+    from hashtags.dispatch import send_analysis
+
+    artifact, media_root, log_path = setup
+    worker = start_worker(worker_env(artifact, media_root, **LIMITS), log_path, "pair", "--concurrency=2")
+    try:
+        wait_for_log(log_path, READY, START_TIMEOUT, worker)
+        wait_all_finished([make_post(seed=50), make_post(seed=51)], 60, worker, log_path)  # both children warm
+        post = make_post(seed=52)
+        for _ in range(2):
+            send_analysis("posts", "post", post.pk, "image")  # duplicates, as a reconciler or a redelivery sends
+        data = support.jpeg_bytes(seed=53)
+        twins = [make_post(data=data, name="twin.jpg"), make_post(owner=other_user, data=data, name="twin.jpg")]
+        wait_all_finished([post, *twins], 60, worker, log_path)
+        time.sleep(2)  # let the last duplicate delivery arrive and stop
+        analysis = ImageAnalysis.objects.for_object(post).get()
+        assert analysis.status == "done" and analysis.attempts == 1  # claimed by one delivery only
+        runs = [ImageAnalysis.objects.for_object(t).get().timings for t in twins]
+        model_runs = sum("encode_s" in t for t in runs)
+        print(f"\n3 deliveries of one post: 1 claim; 2 posts with identical bytes: {model_runs} model run(s), "
+              f"the other {'reused' if any('reused_from' in t for t in runs) else '?'}")
+        assert model_runs == 1 and sum("reused_from" in t for t in runs) == 1
         assert not AnalysisRequest.objects.exists()
     finally:
         stop(worker)
