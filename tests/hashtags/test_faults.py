@@ -8,7 +8,8 @@ after 16 s, retry countdowns 2 s doubling to 12 s. Each test stops itself within
 
 To measure with production numbers (README, "Running in production"), the environment sets the
 time limit and the outage: ``HASHTAGS_FAULTS_TIME_LIMIT=180`` (visibility timeout 270 s; the kill
-test then waits up to 6 min) and ``HASHTAGS_FAULTS_OUTAGE_S=60``.
+test then waits up to 6 min), ``HASHTAGS_FAULTS_OUTAGE_S=60``, and for the lost queue
+``HASHTAGS_FAULTS_QUEUED=40 HASHTAGS_FAULTS_RECONCILE_EVERY=120``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ pytestmark = [
 TIME_LIMIT = int(os.environ.get("HASHTAGS_FAULTS_TIME_LIMIT", "12"))
 SOFT_TIME_LIMIT = TIME_LIMIT - max(2, TIME_LIMIT // 6)
 OUTAGE_S = float(os.environ.get("HASHTAGS_FAULTS_OUTAGE_S", "20"))
+RECONCILE_EVERY = int(os.environ.get("HASHTAGS_FAULTS_RECONCILE_EVERY", "3"))
+QUEUED = int(os.environ.get("HASHTAGS_FAULTS_QUEUED", "10"))
 # A killed solo worker's message is back after the visibility timeout and one sweep.
 REDELIVERY_WAIT = delivery.visibility_timeout(TIME_LIMIT) + delivery.restore_interval(TIME_LIMIT) + 50
 LIMITS = {"HASHTAGS_TASK_TIME_LIMIT": str(TIME_LIMIT), "HASHTAGS_TASK_SOFT_TIME_LIMIT": str(SOFT_TIME_LIMIT)}
@@ -196,16 +199,18 @@ def test_a_database_outage_loses_nothing(setup, make_post):
 
 def test_a_queue_lost_with_redis_is_sent_again_by_the_reconciler(setup, make_post, broker):
     artifact, media_root, log_path = setup
-    posts = [make_post(seed=s) for s in range(10)]  # no worker yet: the messages wait in Redis
-    assert broker.llen("gpu") == 10 and AnalysisRequest.objects.count() == 10
+    posts = [make_post(seed=s) for s in range(QUEUED)]  # no worker yet: the messages wait in Redis
+    assert broker.llen("gpu") == QUEUED and AnalysisRequest.objects.count() == QUEUED
     broker.flushdb()  # what a Redis restart without persistence leaves
     lost = time.monotonic()
-    env = worker_env(artifact, media_root, HASHTAGS_RECONCILE_EVERY="3", **LIMITS)
+    env = worker_env(artifact, media_root, HASHTAGS_RECONCILE_EVERY=str(RECONCILE_EVERY), **LIMITS)
     worker = start_worker(env, log_path, "beat", "-B", "-s", str(log_path.parent / "beat-schedule"))
     try:
-        recovered = wait_all_finished(posts, 80, worker, log_path)
-        print(f"\nRedis lost 10 queued analyses: 10/10 done {time.monotonic() - lost:.1f} s later by the reconciler "
-              f"alone (beat every 3 s, resend after {delivery.resend_after(TIME_LIMIT, 1)} s)")
+        wait = delivery.resend_after(TIME_LIMIT, 1) + 2 * RECONCILE_EVERY + 50
+        recovered = wait_all_finished(posts, wait, worker, log_path)
+        print(f"\nRedis lost {QUEUED} queued analyses: {QUEUED}/{QUEUED} done {time.monotonic() - lost:.1f} s later "
+              f"by the reconciler alone (beat every {RECONCILE_EVERY} s, resend after "
+              f"{delivery.resend_after(TIME_LIMIT, 1)} s)")
         assert recovered >= 0 and "hashtags: reconciled" in log_path.read_text()
         assert not AnalysisRequest.objects.exists()
     finally:
