@@ -7,7 +7,7 @@ from mlcore.precision import requested_precision
 from mlcore.tag_head import check_head_views
 
 from .conf import BUILTIN_EXECUTORS, hashtags_settings
-from .delivery import MIN_PROC_ALIVE_TIMEOUT, visibility_timeout
+from .delivery import MIN_PROC_ALIVE_TIMEOUT, visibility_timeout, warm_up_deadline
 
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
 
@@ -86,7 +86,9 @@ def check_delivery(app_configs=None, **kwargs):
     if hashtags_settings.WARM_WORKER and alive < MIN_PROC_ALIVE_TIMEOUT:
         warnings.append(checks.Warning(
             f"worker_proc_alive_timeout is {alive:g} s: a prefork child loads the model before it reports "
-            f"up (4-6 s measured), and Celery kills and replaces children that are not up in time, forever.",
+            f"up (4-7 s measured) and Celery kills children that are not up in time, so the warm-up stops "
+            f"waiting after {warm_up_deadline(alive):g} s and each new child's first task waits for the model "
+            f"inside its time limit.",
             hint="CELERY_WORKER_PROC_ALIVE_TIMEOUT = 60",
             id="hashtags.W002",
         ))
