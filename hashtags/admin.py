@@ -34,6 +34,7 @@ from .models import (
     Suggestion,
     SuggestionState,
 )
+from .reconcile import health
 from .registry import REVIEW_PERMISSION, can_promote, watched_fields
 from .tags import InvalidTag
 
@@ -391,9 +392,14 @@ class ImageAnalysisAdmin(admin.ModelAdmin):
         "created", "started", "finished",
     ]
     readonly_fields = [f for f in fields if f != "corrected_caption"]
+    change_list_template = "admin/hashtags/imageanalysis/change_list.html"
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("content_object")
+
+    def changelist_view(self, request, extra_context=None):
+        """Above the list: how many analyses are pending, stuck and failed (:func:`hashtags.reconcile.health`)."""
+        return super().changelist_view(request, {**(extra_context or {}), "analysis_health": health()})
 
     def has_add_permission(self, request):
         return False

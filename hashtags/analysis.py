@@ -2,7 +2,9 @@
 also run by the in-process executor. Plain Django; no Celery here.
 
 Idempotent: the analysis row is unique per (object, field, image sha256, model version); a done
-analysis is never redone unless forced, and suggestions are replaced in one transaction.
+analysis is never redone unless forced, a delivery claims the row atomically before the model runs
+(a duplicate delivery stops), identical bytes reuse a done analysis' results, and suggestions are
+replaced in one transaction. Finishing answers the object's :class:`~hashtags.models.AnalysisRequest`.
 """
 
 from __future__ import annotations
@@ -10,16 +12,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.apps import apps
 from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F, Q
 from django.db.models.fields.files import FieldFile
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from . import services
 from .conf import hashtags_settings
+from .delivery import MAX_ATTEMPTS, claim_expires_after
 from .inference import get_captioner, suggest
-from .models import AcceptedTagSource, Hashtag, HashtagOptOut, ImageAnalysis, Suggestion, SuggestionState
+from .models import (AcceptedTagSource, AnalysisRequest, AnalysisStatus, Hashtag, HashtagOptOut, ImageAnalysis,
+                     Suggestion, SuggestionState)
 from .registry import content_type_for, owner_id
 from .reranker import apply_to_suggestion as apply_reranker
 from .tags import InvalidTag
@@ -28,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 UNAVAILABLE = "unavailable"  # model_version of analyses that failed because no model could load
 
-# Worth retrying: database hiccups and storage I/O. FileNotFoundError is handled as a failure.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, OSError)
 
 
 def _image_error(message: str) -> Exception:
@@ -60,23 +67,39 @@ def read_image_bytes(fieldfile: FieldFile, max_bytes: int) -> bytes:
     return data
 
 
-def run_analysis(app_label: str, model_name: str, pk, field_name: str, *, force: bool = False) -> ImageAnalysis | None:
+class AnalysisInProgress(Exception):
+    """Another worker is running the model on the same image content right now: try again later
+    and reuse its result (one model run per content)."""
+
+
+# Worth retrying: database hiccups, storage I/O, the same content being analysed elsewhere.
+# FileNotFoundError is handled as a failure.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, OSError, AnalysisInProgress)
+
+
+def run_analysis(app_label: str, model_name: str, pk, field_name: str, *, force: bool = False,
+                 claim: str | None = None) -> ImageAnalysis | None:
     """Analyse ``app_label.model_name(pk).field_name``; returns the analysis (None when skipped).
 
-    Raises only transient errors (worth a retry) and configuration errors (ArtifactError)."""
+    ``claim`` names this delivery (the Celery task id; its retries and a redelivery of the same
+    message keep it): the analysis row is claimed atomically before the model runs, and a delivery
+    that finds it claimed by another live one stops. Raises only transient errors (worth a retry)
+    and configuration errors (ArtifactError)."""
     from mlcore.images import ImageError
 
+    claim = claim or uuid.uuid4().hex
+    asked_before = timezone.now()  # requests made before this are answered by this run
     model = apps.get_model(app_label, model_name)
     obj = model._default_manager.filter(pk=pk).first()
     if obj is None:
         logger.info("hashtags: %s.%s %s is gone; nothing to analyse", app_label, model_name, pk)
-        return None
+        return _answered(model, pk, field_name, asked_before, None)
     if HashtagOptOut.covers(obj):  # forced or not: the owner's choice wins over a moderator's re-run
         logger.info("hashtags: owner of %s.%s %s opted out; not analysed", app_label, model_name, pk)
-        return None
+        return _answered(model, pk, field_name, asked_before, None)
     fieldfile = getattr(obj, field_name)
     if not fieldfile:
-        return None
+        return _answered(model, pk, field_name, asked_before, None)
 
     from mlcore.artifact import ArtifactError
 
@@ -86,7 +109,8 @@ def run_analysis(app_label: str, model_name: str, pk, field_name: str, *, force:
         logger.error("hashtags: model unavailable: %s", exc)
         key = {"content_type": content_type_for(obj), "object_id": str(obj.pk), "field_name": field_name,
                "model_version": UNAVAILABLE}
-        return _record_unreadable(key, fieldfile.name, f"the hashtag model is unavailable: {exc}")
+        failed = _record_unreadable(key, fieldfile.name, f"the hashtag model is unavailable: {exc}")
+        return _answered(model, pk, field_name, asked_before, failed)
     key = {
         "content_type": content_type_for(obj),
         "object_id": str(obj.pk),
@@ -97,53 +121,183 @@ def run_analysis(app_label: str, model_name: str, pk, field_name: str, *, force:
     try:
         data = read_image_bytes(fieldfile, hashtags_settings.MAX_IMAGE_BYTES)
     except FileNotFoundError:
-        return _record_unreadable(key, fieldfile.name, f"file not found: {fieldfile.name}")
+        failed = _record_unreadable(key, fieldfile.name, f"file not found: {fieldfile.name}")
+        return _answered(model, pk, field_name, asked_before, failed)
     except ImageError as exc:
-        return _record_unreadable(key, fieldfile.name, str(exc))
+        return _answered(model, pk, field_name, asked_before, _record_unreadable(key, fieldfile.name, str(exc)))
     read_seconds = time.perf_counter() - read_started
 
     analysis, created = ImageAnalysis.objects.get_or_create(
-        **key, image_sha256=hashlib.sha256(data).hexdigest(), defaults={"image_name": fieldfile.name}
+        **key, image_sha256=content_hash(data), defaults={"image_name": fieldfile.name}
     )
-    if not created and not force and analysis.status in ("done", "failed"):
-        return analysis  # this content was already analysed by this model version
+    if not created and not force and analysis.status in (AnalysisStatus.DONE, AnalysisStatus.FAILED):
+        if analysis.image_name != fieldfile.name:  # the same bytes uploaded again under a new name
+            ImageAnalysis.objects.filter(pk=analysis.pk).update(image_name=fieldfile.name)
+        return _answered(model, pk, field_name, asked_before, analysis)  # already analysed
 
-    analysis.status, analysis.started, analysis.finished = "running", timezone.now(), None
-    analysis.error, analysis.image_name = "", fieldfile.name
-    analysis.attempts += 1
-    analysis.save(update_fields=["status", "started", "finished", "error", "image_name", "attempts"])
+    claimed = claim_analysis(analysis.pk, claim, image_name=fieldfile.name, force=force)
+    analysis.refresh_from_db()
+    if not claimed:
+        logger.info("hashtags: analysis %s is %s (claimed by %s); delivery %s stops",
+                    analysis.pk, analysis.status, analysis.claimed_by or "nobody", claim)
+        if analysis.status in (AnalysisStatus.DONE, AnalysisStatus.FAILED):
+            return _answered(model, pk, field_name, asked_before, analysis)
+        return analysis
+    try:
+        if not force and _reuse_identical(analysis, claim):
+            logger.info("hashtags: analysis %s reuses the results for identical bytes", analysis.pk)
+            analysis.refresh_from_db()
+            return _answered(model, pk, field_name, asked_before, analysis)
+        _defer_to_an_earlier_run(analysis)
+    except TRANSIENT_ERRORS:
+        release_claim(analysis.pk, claim)
+        raise
 
     result = suggest(data, captioner)
     if isinstance(result, ImageError):
         analysis.mark_failed(str(result))
         logger.info("hashtags: analysis %s failed: %s", analysis.pk, result)
-        return analysis
+        return _answered(model, pk, field_name, asked_before, analysis)
     result = apply_reranker(result, owner_id(obj))  # unchanged unless a re-ranker was trained
     timings = dict(result.timings)
     timings["read_s"] = round(read_seconds, 4)
-    _store(analysis.pk, result, timings)
+    _store(analysis.pk, result, timings, claim)
     analysis.refresh_from_db()
+    return _answered(model, pk, field_name, asked_before, analysis)
+
+
+def content_hash(data: bytes) -> str:
+    """What identifies an image's content: the sha256 of its bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _claimable(force: bool) -> Q:
+    """Analyses a delivery may take: new ones, ones whose run was abandoned (a killed worker: no
+    run lasts past the hard time limit), and with ``force`` finished ones."""
+    expired = Now() - timedelta(seconds=claim_expires_after(hashtags_settings.TASK_TIME_LIMIT))
+    claimable = (Q(status=AnalysisStatus.PENDING)
+                 | Q(status=AnalysisStatus.RUNNING, started__isnull=True)
+                 | Q(status=AnalysisStatus.RUNNING, started__lt=expired))
+    if force:
+        claimable |= Q(status__in=[AnalysisStatus.DONE, AnalysisStatus.FAILED])
+    return claimable
+
+
+def claim_analysis(analysis_pk: int, claim: str, *, image_name: str, force: bool = False) -> bool:
+    """Atomically mark the analysis running for this delivery (one UPDATE ... WHERE); False when
+    another delivery holds it or it is finished. The same delivery (a retry, or its message
+    redelivered after its worker died) may take it back. A run abandoned :data:`MAX_ATTEMPTS`
+    times (its worker keeps dying on this image) is marked failed instead."""
+    rows = ImageAnalysis.objects.filter(pk=analysis_pk)
+    abandoned = rows.filter(status=AnalysisStatus.RUNNING, attempts__gte=MAX_ATTEMPTS).filter(
+        Q(claimed_by=claim) | _claimable(False))
+    if abandoned.update(status=AnalysisStatus.FAILED, finished=Now(), error=(
+            f"gave up after {MAX_ATTEMPTS} attempts: the worker died or exceeded the time limit each time")[:2000]):
+        return False
+    claimable = _claimable(force) | Q(status=AnalysisStatus.RUNNING, claimed_by=claim)
+    return bool(rows.filter(claimable).update(
+        status=AnalysisStatus.RUNNING, started=Now(), finished=None, error="", image_name=image_name,
+        claimed_by=claim, attempts=F("attempts") + 1,
+    ))
+
+
+def release_claim(analysis_pk: int, claim: str) -> None:
+    """Give the analysis back (pending) before a retry, so another delivery may run it. Best
+    effort: when the database is what fails, the claim expires on its own."""
+    try:
+        ImageAnalysis.objects.filter(pk=analysis_pk, status=AnalysisStatus.RUNNING, claimed_by=claim).update(
+            status=AnalysisStatus.PENDING)
+    except Exception as exc:
+        logger.info("hashtags: could not release analysis %s (%s); its claim expires", analysis_pk, exc)
+
+
+def _defer_to_an_earlier_run(analysis: ImageAnalysis) -> None:
+    """Raise :class:`AnalysisInProgress` when another live run on the same content (and model
+    version) started before this one: it will finish first, and the retry reuses its result."""
+    if not analysis.image_sha256:
+        return
+    expired = Now() - timedelta(seconds=claim_expires_after(hashtags_settings.TASK_TIME_LIMIT))
+    earlier = (
+        ImageAnalysis.objects.filter(image_sha256=analysis.image_sha256, model_version=analysis.model_version,
+                                     status=AnalysisStatus.RUNNING, started__gte=expired)
+        .exclude(pk=analysis.pk)
+        .filter(Q(started__lt=analysis.started) | Q(started=analysis.started, pk__lt=analysis.pk))
+    )
+    if earlier.exists():
+        raise AnalysisInProgress(f"the same image is being analysed (analysis {earlier.first().pk})")
+
+
+def _reuse_identical(analysis: ImageAnalysis, claim: str) -> bool:
+    """Copy the results of a done analysis of identical bytes by the same model version (another
+    post, or another field) instead of running the model again. The re-ranker is not applied again:
+    the copy keeps the stored order."""
+    if not analysis.image_sha256:
+        return False
+    source = (
+        ImageAnalysis.objects.filter(image_sha256=analysis.image_sha256, model_version=analysis.model_version,
+                                     status=AnalysisStatus.DONE)
+        .exclude(pk=analysis.pk).order_by("-finished", "-pk").first()
+    )
+    if source is None:
+        return False
+    tags = [
+        StoredTag(s.replaced.name if s.replaced_id else s.hashtag.name, s.score, tuple(s.sources or ()))
+        for s in source.suggestions.filter(score__isnull=False).select_related("hashtag", "replaced").order_by("rank", "pk")
+    ]
+    result = StoredResult(caption=source.caption, caption_confidence=source.caption_confidence,
+                          captions=list(source.captions), hashtags=tags)
+    _store(analysis.pk, result, {"reused_from": source.pk}, claim)
+    return True
+
+
+@dataclass(frozen=True)
+class StoredTag:
+    """A stored suggestion read back as the result of a model run (for reuse)."""
+
+    tag: str
+    score: float
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    caption: str
+    caption_confidence: float | None
+    captions: list[str]
+    hashtags: list[StoredTag]
+
+
+def _answered(model, pk, field_name: str, asked_before, analysis: ImageAnalysis | None) -> ImageAnalysis | None:
+    """The object's analysis request (if made before this run started) is answered: delete it."""
+    AnalysisRequest.objects.filter(
+        content_type=content_type_for(model), object_id=str(pk), field_name=field_name, requested__lte=asked_before
+    ).delete()
     return analysis
 
 
 def _record_unreadable(key: dict, image_name: str, error: str) -> ImageAnalysis:
     """A failed analysis for a file we could not read (no content hash)."""
     analysis, _ = ImageAnalysis.objects.get_or_create(**key, image_sha256="", defaults={"image_name": image_name})
-    analysis.image_name = image_name
-    analysis.attempts += 1
-    analysis.started = analysis.started or timezone.now()
-    analysis.save(update_fields=["image_name", "attempts", "started"])
+    ImageAnalysis.objects.filter(pk=analysis.pk).update(
+        image_name=image_name, attempts=F("attempts") + 1, started=Coalesce("started", Now()))
+    analysis.refresh_from_db()
     analysis.mark_failed(error)
     logger.info("hashtags: analysis %s failed: %s", analysis.pk, error)
     return analysis
 
 
 @transaction.atomic
-def _store(analysis_pk: int, result, timings: dict) -> None:
+def _store(analysis_pk: int, result, timings: dict, claim: str | None = None) -> None:
     """Replace the pending suggestions with the new ones; keep decisions people already made (their
     score, rank and sources follow the new result). ``result`` is an mlcore Suggestion whose
-    hashtags are mlcore Hashtags or re-ranked :class:`~hashtags.reranker.RankedTag` s."""
+    hashtags are mlcore Hashtags or re-ranked :class:`~hashtags.reranker.RankedTag` s (or a
+    :class:`StoredResult` being reused). Nothing is stored when another delivery took the claim
+    over (this one outlived its time limit); ``claim=None`` stores regardless."""
     analysis = ImageAnalysis.objects.select_for_update().get(pk=analysis_pk)
+    if claim is not None and analysis.claimed_by != claim:
+        logger.warning("hashtags: analysis %s was claimed by %s meanwhile; not storing %s's result",
+                       analysis.pk, analysis.claimed_by, claim)
+        return
     analysis.suggestions.filter(state=SuggestionState.PENDING).delete()
     decided = {s.hashtag_id: s for s in analysis.suggestions.all()}
     auto_accept = hashtags_settings.AUTO_ACCEPT_SCORE
@@ -170,7 +324,8 @@ def _store(analysis_pk: int, result, timings: dict) -> None:
         if auto_accept is not None and score >= auto_accept:
             to_accept.append(suggestion)
     analysis.caption = result.caption
-    analysis.caption_confidence = float(result.caption_confidence)
+    confidence = result.caption_confidence
+    analysis.caption_confidence = None if confidence is None else float(confidence)
     analysis.captions = list(result.captions)
     analysis.timings = timings
     analysis.status, analysis.error, analysis.finished = "done", "", timezone.now()
@@ -179,17 +334,23 @@ def _store(analysis_pk: int, result, timings: dict) -> None:
         services.accept(suggestion, None, source=AcceptedTagSource.AUTO)
 
 
-def mark_gave_up(app_label: str, model_name: str, pk, field_name: str, error: str) -> None:
-    """After the last retry: record the failure on the object's newest unfinished analysis."""
+def mark_gave_up(app_label: str, model_name: str, pk, field_name: str, error: str) -> bool:
+    """After the retry budget is spent: record the failure on the object's unfinished analysis (and
+    answer its request). False when it could not be recorded — the database itself may be what is
+    failing — so the caller must not let the work be forgotten."""
     try:
         model = apps.get_model(app_label, model_name)
-        analysis = (
-            ImageAnalysis.objects.filter(
-                content_type=content_type_for(model), object_id=str(pk), field_name=field_name,
-                status__in=["pending", "running"],
-            ).first()
-        )
-        if analysis is not None:
+        ct = content_type_for(model)
+        analyses = ImageAnalysis.objects.filter(content_type=ct, object_id=str(pk), field_name=field_name,
+                                                status__in=[AnalysisStatus.PENDING, AnalysisStatus.RUNNING])
+        for analysis in analyses:
             analysis.mark_failed(error)
+        requests = AnalysisRequest.objects.filter(content_type=ct, object_id=str(pk), field_name=field_name)
+        if analyses:
+            requests.delete()  # answered by the recorded failure
+        else:  # nothing to record it on: the request keeps the reason, and the reconciler tries later
+            requests.update(last_error=error[:2000])
+        return True
     except Exception:  # the database itself may be what is failing
         logger.exception("hashtags: could not record the failure of %s.%s %s", app_label, model_name, pk)
+        return False

@@ -10,7 +10,10 @@ from mlcore.precision import requested_precision
 from mlcore.tag_head import check_head_views
 
 from .conf import BUILTIN_EXECUTORS, hashtags_settings
+from .delivery import MIN_PROC_ALIVE_TIMEOUT, visibility_timeout
 from .reranker import reranker_path
+
+REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
 
 
 @checks.register()
@@ -64,10 +67,48 @@ def check_reranker_location() -> list[checks.CheckMessage]:
             return [checks.Warning(
                 f"The re-ranker file {path} is inside {name}: anyone who can upload there or download from "
                 f"there can replace or read it.", hint="Set HASHTAGS['DATA_DIR'] (or RERANKER_PATH) outside it.",
-                id="hashtags.W001")]
+                id="hashtags.W003")]
     return []
 
 
 def _is_fraction(value: object) -> bool:
     """A real number in [0, 1] (not a bool, a string or NaN, which would compare wrongly later)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+@checks.register()
+def check_delivery(app_configs=None, **kwargs):
+    """Celery settings under which analyses get stuck: a Redis broker (the task is ``acks_late``)
+    without a visibility timeout that covers a run, and a child start-up allowance the model's
+    warm-up cannot meet."""
+    if hashtags_settings.EXECUTOR != "celery":
+        return []
+    from celery import current_app
+
+    conf = current_app.conf
+    warnings = []
+    broker = str(conf.broker_url or "")
+    if broker.split(":", 1)[0] in REDIS_SCHEMES:
+        timeout = (conf.broker_transport_options or {}).get("visibility_timeout")
+        needed = visibility_timeout(hashtags_settings.TASK_TIME_LIMIT)
+        if timeout is None or float(timeout) < needed:
+            shown = "not set (kombu's default: 3600 s)" if timeout is None else f"{timeout} s"
+            warnings.append(checks.Warning(
+                f"The Redis broker's visibility_timeout is {shown}; analyses are acks_late, so a message "
+                f"of a killed worker comes back only after it, and one shorter than a run "
+                f"({needed} s for TASK_TIME_LIMIT={hashtags_settings.TASK_TIME_LIMIT}) is delivered twice.",
+                hint=f"CELERY_BROKER_TRANSPORT_OPTIONS = "
+                     f"hashtags.delivery.broker_transport_options({hashtags_settings.TASK_TIME_LIMIT})",
+                id="hashtags.W001",
+            ))
+    alive = float(conf.worker_proc_alive_timeout or 0)
+    if hashtags_settings.WARM_WORKER and alive < MIN_PROC_ALIVE_TIMEOUT:
+        warnings.append(checks.Warning(
+            f"worker_proc_alive_timeout is {alive:g} s: a prefork child loads the model before it reports "
+            f"up (4-7 s measured) and Celery kills children that are not up in time, so the warm-up stops "
+            f"waiting after {warm_up_deadline(alive):g} s and each new child's first task waits for the model "
+            f"inside its time limit.",
+            hint="CELERY_WORKER_PROC_ALIVE_TIMEOUT = 60",
+            id="hashtags.W002",
+        ))
+    return warnings

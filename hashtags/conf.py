@@ -55,9 +55,18 @@ DEFAULTS: dict[str, Any] = {
     "EXECUTOR": "celery",
     # Celery queue for analyses; run GPU workers with ``-Q gpu``.
     "QUEUE": "gpu",
+    # Seconds per analysis. The hard limit also sets the Redis visibility timeout
+    # (hashtags.delivery.broker_transport_options) and when a running analysis counts as stuck.
     "TASK_SOFT_TIME_LIMIT": 120,
     "TASK_TIME_LIMIT": 180,
-    "TASK_MAX_RETRIES": 5,
+    # Transient errors (database, storage) are retried for this many minutes, countdowns growing
+    # 2 s, 4 s, ... up to a minute: a database outage shorter than this loses nothing.
+    "TASK_RETRY_MINUTES": 30,
+    # Optional cap on the number of retries as well (None = only the time budget counts).
+    "TASK_MAX_RETRIES": None,
+    # How often Celery beat runs the reconciler (hashtags.reconcile: unsent, lost and stuck
+    # analyses are sent again); seconds, or None for no periodic task. Workers also run it on start.
+    "RECONCILE_EVERY": 120,
     # Load the model when a worker process starts (after fork) instead of on the first task.
     "WARM_WORKER": True,
     # Analyse new images automatically on save.

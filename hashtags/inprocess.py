@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.db import close_old_connections, connections
@@ -35,10 +36,11 @@ def _job(app_label: str, model_name: str, pk, field_name: str, force: bool) -> N
     from .analysis import TRANSIENT_ERRORS, mark_gave_up, run_analysis
 
     close_old_connections()
+    claim = uuid.uuid4().hex  # one delivery: its retries may take its claim back
     try:
         for attempt in range(RETRIES + 1):
             try:
-                run_analysis(app_label, model_name, pk, field_name, force=force)
+                run_analysis(app_label, model_name, pk, field_name, force=force, claim=claim)
                 return
             except TRANSIENT_ERRORS as exc:
                 if attempt == RETRIES:

@@ -153,6 +153,10 @@ class ImageAnalysis(models.Model):
     corrected_at = models.DateTimeField(null=True, blank=True)
     timings = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_by = models.CharField(
+        max_length=64, blank=True,
+        help_text=_("The task (delivery) that claimed the analysis to run the model; another delivery stops."),
+    )
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
@@ -189,6 +193,39 @@ class ImageAnalysis(models.Model):
         self.error = error[:2000]
         self.finished = timezone.now()
         self.save(update_fields=["status", "error", "finished"])
+
+
+class AnalysisRequest(models.Model):
+    """An analysis someone asked for that has not finished: the outbox the broker is fed from.
+
+    Written in the same transaction as the save that needs it, so a broker that is down, a message
+    lost with a Redis restart or a process that dies between commit and send loses nothing: the
+    reconciler (:mod:`hashtags.reconcile`) sends what is unsent or long overdue. Deleted when an
+    analysis of the object's image finishes (done or failed). One row per object and image field.
+    """
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE, related_name="+")
+    object_id = models.CharField(max_length=64)
+    content_object = GenericForeignKey("content_type", "object_id")
+    field_name = models.CharField(max_length=100)
+    force = models.BooleanField(default=False, help_text=_("Redo even a finished analysis of the same content."))
+    requested = models.DateTimeField(default=timezone.now, db_index=True)
+    sent = models.DateTimeField(null=True, blank=True, help_text=_("Last handed to the executor; empty = not yet."))
+    sends = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, help_text=_("Why the last send or run did not finish it."))
+
+    objects = ObjectRefQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["requested", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["content_type", "object_id", "field_name"], name="hashtags_analysisrequest_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.content_type.app_label}.{self.content_type.model}:{self.object_id}.{self.field_name}"
 
 
 class SuggestionState(models.TextChoices):

@@ -1,7 +1,8 @@
 """Upload → task: watched models enqueue an analysis after commit when their image changed.
 
 Like Wagtail's image renditions: the receiver sends only ``(app_label, model, pk, field)`` on
-``transaction.on_commit``, never for raw fixture loads. Each watched model gets its own receivers
+``transaction.on_commit``, never for raw fixture loads; the request itself is recorded in the
+save's transaction (:mod:`hashtags.dispatch`). Each watched model gets its own receivers
 (``post_init`` remembers the stored file name, ``post_save`` compares); they are reconnected when
 ``HASHTAGS`` changes (``override_settings``).
 """
@@ -18,6 +19,7 @@ from django.db.models.signals import post_delete, post_init, post_save
 
 from . import registry
 from .conf import hashtags_settings
+from .dispatch import request_analysis, send_analysis
 
 logger = logging.getLogger(__name__)
 
@@ -50,19 +52,22 @@ def _on_save(sender, instance, created: bool, raw: bool = False, using=None, **k
 
     if HashtagOptOut.is_opted_out(registry.owner_id(instance)):
         return
-    from .dispatch import enqueue_analysis
-
     meta = sender._meta
     for name in changed:
+        # The request is part of the save's transaction (nothing owed is lost if the process dies
+        # or the broker is down after the commit); it is sent once the transaction commits.
+        request_analysis(meta.app_label, meta.model_name, instance.pk, name)
         transaction.on_commit(
-            partial(enqueue_analysis, meta.app_label, meta.model_name, instance.pk, name), using=using
+            partial(send_analysis, meta.app_label, meta.model_name, instance.pk, name), using=using
         )
 
 
 def _on_delete(sender, instance, **kwargs) -> None:
-    """A deleted object loses its accepted tags (usage counts drop); analyses stay as history."""
-    from .models import AcceptedTag, Hashtag
+    """A deleted object loses its accepted tags (usage counts drop) and its unanswered analysis
+    requests; analyses stay as history."""
+    from .models import AcceptedTag, AnalysisRequest, Hashtag
 
+    AnalysisRequest.objects.for_object(instance).delete()
     rows = AcceptedTag.objects.for_object(instance)
     hashtag_ids = list(rows.values_list("hashtag_id", flat=True))
     rows.delete()

@@ -14,6 +14,9 @@
   ``DJANGO_SSL_REDIRECT=0`` when the proxy redirects itself, ``DJANGO_SECURE_PROXY_SSL_HEADER=1``
   when it terminates TLS and sets ``X-Forwarded-Proto``, ``DJANGO_HSTS_SECONDS`` (default one year),
   ``DJANGO_CSRF_TRUSTED_ORIGINS`` (comma separated). See README "Security".
+- ``HASHTAGS_TASK_TIME_LIMIT`` / ``HASHTAGS_TASK_SOFT_TIME_LIMIT`` (seconds, default 180 / 120): one
+  analysis' limits; the broker's visibility timeout and the reconciler's "stuck" follow from them.
+- ``HASHTAGS_RECONCILE_EVERY`` (seconds, default 120): how often ``celery beat`` runs the reconciler.
 """
 
 import os
@@ -21,6 +24,8 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from hashtags.delivery import broker_transport_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("HASHTAGS_VAR_DIR", BASE_DIR / "var"))
@@ -151,6 +156,13 @@ HASHTAGS = {
     "QUEUE": os.environ.get("HASHTAGS_QUEUE", "gpu"),
     # Trained files of the app (the re-ranker, JSON): beside the database, not in MEDIA_ROOT.
     "DATA_DIR": os.environ.get("HASHTAGS_DATA_DIR") or str(VAR_DIR / "hashtags"),
+    "TASK_TIME_LIMIT": int(os.environ.get("HASHTAGS_TASK_TIME_LIMIT", "180")),
+    "TASK_SOFT_TIME_LIMIT": int(os.environ.get("HASHTAGS_TASK_SOFT_TIME_LIMIT", "120")),
+    # Celery beat (``celery -A project beat``, or ``worker -B``) runs the reconciler
+    # (hashtags.reconcile: lost, unsent and stuck analyses are sent again) this often, on the
+    # analysis queue; workers also run it when they start. The entry is added at beat start by
+    # hashtags.tasks.periodic_tasks(); CELERY_BEAT_SCHEDULE stays yours.
+    "RECONCILE_EVERY": int(os.environ.get("HASHTAGS_RECONCILE_EVERY", "120")),
 }
 # Behind reverse proxies that append to X-Forwarded-For, say how many; 0 = ignore the header.
 HASHTAGS["NUM_PROXIES"] = int(os.environ.get("DJANGO_NUM_PROXIES", "0"))
@@ -171,6 +183,18 @@ CELERY_TASK_ROUTES = {"hashtags.analyze_image": {"queue": HASHTAGS["QUEUE"]}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # one long GPU task at a time per process
 CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis + acks_late: an unacknowledged message (its worker was killed) goes back to the queue only
+# after visibility_timeout seconds (kombu's default: 3,600). Derived from the hard time limit plus
+# the longest retry countdown (a retry waits unacked for its ETA) plus a margin: 180 + 30 + 60 = 270 s,
+# swept for every 27 s (kombu's default sweep: every 100 s).
+# System check hashtags.W001 warns when a Redis broker has none or a smaller one.
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(HASHTAGS["TASK_TIME_LIMIT"])
+# Each prefork child loads TensorFlow and the model in worker_process_init (4-6 s measured) before
+# it reports up; Celery kills a child that is not up within this (default 4 s) and replaces it, in a
+# loop that never ends. 60 s leaves a wide margin (hashtags.W002 warns below 30 s); the warm-up itself
+# gives up waiting after 3/4 of it (the first task then finishes the load), so even a smaller
+# allowance no longer wedges the worker.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = float(os.environ.get("CELERY_WORKER_PROC_ALIVE_TIMEOUT", "60"))
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 

@@ -211,6 +211,7 @@ def test_periodic_training_follows_the_setting(hashtags_config, tmp_path):
 
     from hashtags.tasks import add_periodic_tasks, periodic_tasks
 
+    hashtags_config(RECONCILE_EVERY=None)  # the reconciler's entry is tested in test_reconcile.py
     assert periodic_tasks() == {}
     hashtags_config(RERANKER_SCHEDULE=3600)
     assert periodic_tasks() == {

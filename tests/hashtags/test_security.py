@@ -325,7 +325,7 @@ def test_reranker_inside_media_root_is_a_check_warning(settings, hashtags_config
 
     assert check_reranker_location() == []
     hashtags_config(RERANKER_PATH=f"{settings.MEDIA_ROOT}/hashtags/reranker.json")
-    assert [w.id for w in check_reranker_location()] == ["hashtags.W001"]
+    assert [w.id for w in check_reranker_location()] == ["hashtags.W003"]
 
 
 # Uploads, opt-out, what is public -------------------------------------------------------------------

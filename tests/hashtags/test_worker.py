@@ -10,34 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from hashtags.models import ImageAnalysis
 from tests.hashtags import support
+from tests.hashtags.workers import REDIS_URL, ROOT, database_url, redis_reachable
 
-REDIS_URL = os.environ.get("HASHTAGS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 300
-
-
-def redis_reachable() -> bool:
-    try:
-        import redis
-
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping())
-    except Exception:
-        return False
-
-
-def database_url() -> str:
-    """The test database as a URL the worker can open (it must see this test's rows)."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    if connection.vendor == "postgresql":
-        auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-        return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    pytest.skip(f"no worker database URL for {connection.vendor}")
 
 
 def rss_mib(pid: int) -> float | None:

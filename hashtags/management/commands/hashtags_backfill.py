@@ -1,7 +1,8 @@
 """Queue (or run) analyses for existing objects of the watched models.
 
 Resumable: objects whose current image already has a done analysis by the current model version are
-skipped, so an interrupted run just continues when started again.
+skipped, so an interrupted run just continues when started again. Images are matched on content:
+the same bytes analysed under an older file name (a re-upload) count as analysed.
 
     python manage.py hashtags_backfill                 # queue through HASHTAGS["EXECUTOR"]
     python manage.py hashtags_backfill --sync          # analyse here, one by one
@@ -11,12 +12,11 @@ skipped, so an interrupted run just continues when started again.
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Exists, OuterRef
 from tqdm import tqdm
 
 from ...conf import hashtags_settings
-from ...models import HashtagOptOut, ImageAnalysis
-from ...registry import content_type_for, get_watched_model, watched_models
+from ...reconcile import images_without_analysis, matches_by_content, without_opted_out
+from ...registry import get_watched_model, watched_models
 
 
 class Command(BaseCommand):
@@ -50,42 +50,32 @@ class Command(BaseCommand):
         except ArtifactError as exc:
             raise CommandError(f"cannot load the hashtag model: {exc}") from exc
         statuses = ["done"] if retry_failed else ["done", "failed"]
-        opted_out = list(HashtagOptOut.objects.values_list("user_id", flat=True))
-        owner_field = hashtags_settings.OWNER_FIELD
         skipped = 0
 
         todo = []
         for watched, fields in models.items():
-            ct = content_type_for(watched)
             for field in fields:
-                finished = ImageAnalysis.objects.filter(
-                    content_type=ct, object_id=OuterRef("object_pk_text"), field_name=field,
-                    model_version=version, status__in=statuses,
-                )
-                qs = (
-                    watched._default_manager.exclude(**{field: ""}).exclude(**{f"{field}__isnull": True})
-                    .annotate(object_pk_text=_pk_text())
-                    .annotate(finished=Exists(finished.filter(image_name=OuterRef(field))))
-                    .filter(finished=False)
-                    .order_by("pk")
-                )
-                if owner_field and opted_out and _has_field(watched, owner_field):
-                    skipped += qs.filter(**{f"{owner_field}__in": opted_out}).count()
-                    qs = qs.exclude(**{f"{owner_field}__in": opted_out})
-                todo.append((watched, field, qs))
+                qs = images_without_analysis(watched, field, version=version, statuses=statuses)
+                allowed = without_opted_out(watched, qs)
+                skipped += qs.count() - allowed.count()
+                todo.append((watched, field, allowed))
 
         total = sum(qs.count() for _, _, qs in todo)
         if limit is not None:
             total = min(total, limit)
         self.stdout.write(f"{total} image(s) to analyse with model {version}"
                           f" ({'here' if sync else hashtags_settings.EXECUTOR}).")
-        done = failed = 0
+        done = failed = same_content = 0
         with tqdm(total=total, unit="image", disable=options.get("verbosity", 1) == 0) as bar:
             for watched, field, qs in todo:
                 for obj in qs.iterator(chunk_size=batch_size):
-                    if done + failed >= total:
+                    if done + failed + same_content >= total:
                         break
                     meta = watched._meta
+                    if matches_by_content(obj, field, version=version, statuses=statuses):
+                        same_content += 1  # these bytes were analysed under an older file name
+                        bar.update(1)
+                        continue
                     if sync:
                         analysis = run_analysis(meta.app_label, meta.model_name, obj.pk, field, force=retry_failed)
                         if analysis is not None and analysis.status == "failed":
@@ -98,19 +88,6 @@ class Command(BaseCommand):
                         done += 1
                     bar.update(1)
         verb = "analysed" if sync else "queued"
-        self.stdout.write(self.style.SUCCESS(f"{verb} {done}, failed {failed}, skipped (opted out) {skipped}."))
-
-
-def _has_field(model, name: str) -> bool:
-    try:
-        model._meta.get_field(name)
-    except Exception:
-        return False
-    return True
-
-
-def _pk_text():
-    from django.db.models import CharField
-    from django.db.models.functions import Cast
-
-    return Cast("pk", output_field=CharField())
+        self.stdout.write(self.style.SUCCESS(
+            f"{verb} {done}, failed {failed}, already analysed (same content) {same_content}, "
+            f"skipped (opted out) {skipped}."))
