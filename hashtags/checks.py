@@ -10,7 +10,7 @@ from mlcore.precision import requested_precision
 from mlcore.tag_head import check_head_views
 
 from .conf import BUILTIN_EXECUTORS, hashtags_settings
-from .delivery import MIN_PROC_ALIVE_TIMEOUT, visibility_timeout
+from .delivery import MIN_PROC_ALIVE_TIMEOUT, visibility_timeout, warm_up_deadline
 from .reranker import reranker_path
 
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
