@@ -99,6 +99,17 @@ def wait_all_finished(posts, timeout: float, worker, log_path) -> float:
     pytest.fail(f"{good}/{len(posts)} finished after {timeout:.0f} s:\n{log_path.read_text()[-6000:]}")
 
 
+def wait_for_a_running_analysis(timeout: float = 30) -> ImageAnalysis:
+    """The first analysis seen running (a worker holds it mid-task), within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        victim = ImageAnalysis.objects.filter(status="running").first()
+        if victim is not None:
+            return victim
+        time.sleep(0.002)
+    raise AssertionError("no analysis was seen running")
+
+
 def test_a_solo_worker_killed_mid_task_loses_nothing(setup, make_post, broker):
     artifact, media_root, log_path = setup
     env = worker_env(artifact, media_root, **LIMITS)
@@ -108,12 +119,7 @@ def test_a_solo_worker_killed_mid_task_loses_nothing(setup, make_post, broker):
         posts = [make_post(seed=0)]
         wait_all_finished(posts, 30, worker, log_path)  # warm: the model is loaded and traced
         posts += [make_post(seed=s) for s in range(1, 5)]
-        victim = None
-        deadline = time.monotonic() + 30
-        while victim is None and time.monotonic() < deadline:
-            victim = ImageAnalysis.objects.filter(status="running").first()
-            time.sleep(0.002)
-        assert victim is not None, "no analysis was seen running"
+        victim = wait_for_a_running_analysis()
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
         killed = time.monotonic()
@@ -147,12 +153,7 @@ def test_a_killed_prefork_child_is_replaced_and_its_task_finished(setup, make_po
         posts = [make_post(seed=0)]
         wait_all_finished(posts, 60, worker, log_path)
         posts += [make_post(seed=s) for s in range(1, 4)]
-        victim = None
-        deadline = time.monotonic() + 30
-        while victim is None and time.monotonic() < deadline:
-            victim = ImageAnalysis.objects.filter(status="running").first()
-            time.sleep(0.002)
-        assert victim is not None, "no analysis was seen running"
+        victim = wait_for_a_running_analysis()
         (child,) = children(worker.pid)
         os.kill(child, signal.SIGKILL)
         killed = time.monotonic()
