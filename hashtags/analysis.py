@@ -19,6 +19,7 @@ from datetime import timedelta
 from django.apps import apps
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
+from django.db.models.expressions import CombinedExpression
 from django.db.models.fields.files import FieldFile
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
@@ -84,22 +85,32 @@ def run_analysis(app_label: str, model_name: str, pk, field_name: str, *, force:
     ``claim`` names this delivery (the Celery task id; its retries and a redelivery of the same
     message keep it): the analysis row is claimed atomically before the model runs, and a delivery
     that finds it claimed by another live one stops. Raises only transient errors (worth a retry)
-    and configuration errors (ArtifactError)."""
-    from mlcore.images import ImageError
-
-    claim = claim or uuid.uuid4().hex
+    and configuration errors (ArtifactError). Once the object's analysis is settled (finished,
+    failed or nothing to analyse), its request is answered."""
     asked_before = timezone.now()  # requests made before this are answered by this run
     model = apps.get_model(app_label, model_name)
+    analysis, settled = _analyse(model, pk, field_name, force, claim or uuid.uuid4().hex)
+    if settled:
+        _answered(model, pk, field_name, asked_before)
+    return analysis
+
+
+def _analyse(model, pk, field_name: str, force: bool, claim: str) -> tuple[ImageAnalysis | None, bool]:
+    """:func:`run_analysis`'s work: the analysis, and whether it is settled (False only when
+    another live delivery holds it)."""
+    from mlcore.images import ImageError
+
+    app_label, model_name = model._meta.app_label, model._meta.model_name
     obj = model._default_manager.filter(pk=pk).first()
     if obj is None:
         logger.info("hashtags: %s.%s %s is gone; nothing to analyse", app_label, model_name, pk)
-        return _answered(model, pk, field_name, asked_before, None)
+        return None, True
     if HashtagOptOut.covers(obj):  # forced or not: the owner's choice wins over a moderator's re-run
         logger.info("hashtags: owner of %s.%s %s opted out; not analysed", app_label, model_name, pk)
-        return _answered(model, pk, field_name, asked_before, None)
+        return None, True
     fieldfile = getattr(obj, field_name)
     if not fieldfile:
-        return _answered(model, pk, field_name, asked_before, None)
+        return None, True
 
     from mlcore.artifact import ArtifactError
 
@@ -109,8 +120,7 @@ def run_analysis(app_label: str, model_name: str, pk, field_name: str, *, force:
         logger.error("hashtags: model unavailable: %s", exc)
         key = {"content_type": content_type_for(obj), "object_id": str(obj.pk), "field_name": field_name,
                "model_version": UNAVAILABLE}
-        failed = _record_unreadable(key, fieldfile.name, f"the hashtag model is unavailable: {exc}")
-        return _answered(model, pk, field_name, asked_before, failed)
+        return _record_unreadable(key, fieldfile.name, f"the hashtag model is unavailable: {exc}"), True
     key = {
         "content_type": content_type_for(obj),
         "object_id": str(obj.pk),
@@ -121,10 +131,9 @@ def run_analysis(app_label: str, model_name: str, pk, field_name: str, *, force:
     try:
         data = read_image_bytes(fieldfile, hashtags_settings.MAX_IMAGE_BYTES)
     except FileNotFoundError:
-        failed = _record_unreadable(key, fieldfile.name, f"file not found: {fieldfile.name}")
-        return _answered(model, pk, field_name, asked_before, failed)
+        return _record_unreadable(key, fieldfile.name, f"file not found: {fieldfile.name}"), True
     except ImageError as exc:
-        return _answered(model, pk, field_name, asked_before, _record_unreadable(key, fieldfile.name, str(exc)))
+        return _record_unreadable(key, fieldfile.name, str(exc)), True
     read_seconds = time.perf_counter() - read_started
 
     analysis, created = ImageAnalysis.objects.get_or_create(
@@ -133,21 +142,19 @@ def run_analysis(app_label: str, model_name: str, pk, field_name: str, *, force:
     if not created and not force and analysis.status in (AnalysisStatus.DONE, AnalysisStatus.FAILED):
         if analysis.image_name != fieldfile.name:  # the same bytes uploaded again under a new name
             ImageAnalysis.objects.filter(pk=analysis.pk).update(image_name=fieldfile.name)
-        return _answered(model, pk, field_name, asked_before, analysis)  # already analysed
+        return analysis, True  # already analysed
 
     claimed = claim_analysis(analysis.pk, claim, image_name=fieldfile.name, force=force)
     analysis.refresh_from_db()
     if not claimed:
         logger.info("hashtags: analysis %s is %s (claimed by %s); delivery %s stops",
                     analysis.pk, analysis.status, analysis.claimed_by or "nobody", claim)
-        if analysis.status in (AnalysisStatus.DONE, AnalysisStatus.FAILED):
-            return _answered(model, pk, field_name, asked_before, analysis)
-        return analysis
+        return analysis, analysis.status in (AnalysisStatus.DONE, AnalysisStatus.FAILED)
     try:
         if not force and _reuse_identical(analysis, claim):
             logger.info("hashtags: analysis %s reuses the results for identical bytes", analysis.pk)
             analysis.refresh_from_db()
-            return _answered(model, pk, field_name, asked_before, analysis)
+            return analysis, True
         _defer_to_an_earlier_run(analysis)
     except TRANSIENT_ERRORS:
         release_claim(analysis.pk, claim)
@@ -157,13 +164,13 @@ def run_analysis(app_label: str, model_name: str, pk, field_name: str, *, force:
     if isinstance(result, ImageError):
         analysis.mark_failed(str(result))
         logger.info("hashtags: analysis %s failed: %s", analysis.pk, result)
-        return _answered(model, pk, field_name, asked_before, analysis)
+        return analysis, True
     result = apply_reranker(result, owner_id(obj))  # unchanged unless a re-ranker was trained
     timings = dict(result.timings)
     timings["read_s"] = round(read_seconds, 4)
     _store(analysis.pk, result, timings, claim)
     analysis.refresh_from_db()
-    return _answered(model, pk, field_name, asked_before, analysis)
+    return analysis, True
 
 
 def content_hash(data: bytes) -> str:
@@ -171,10 +178,16 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def abandoned_before() -> CombinedExpression:
+    """The moment before which a ``running`` analysis belongs to a dead worker (no run lasts past
+    the hard time limit: :func:`~hashtags.delivery.claim_expires_after`), as a database expression."""
+    return Now() - timedelta(seconds=claim_expires_after(hashtags_settings.TASK_TIME_LIMIT))
+
+
 def _claimable(force: bool) -> Q:
     """Analyses a delivery may take: new ones, ones whose run was abandoned (a killed worker: no
     run lasts past the hard time limit), and with ``force`` finished ones."""
-    expired = Now() - timedelta(seconds=claim_expires_after(hashtags_settings.TASK_TIME_LIMIT))
+    expired = abandoned_before()
     claimable = (Q(status=AnalysisStatus.PENDING)
                  | Q(status=AnalysisStatus.RUNNING, started__isnull=True)
                  | Q(status=AnalysisStatus.RUNNING, started__lt=expired))
@@ -216,7 +229,7 @@ def _defer_to_an_earlier_run(analysis: ImageAnalysis) -> None:
     version) started before this one: it will finish first, and the retry reuses its result."""
     if not analysis.image_sha256:
         return
-    expired = Now() - timedelta(seconds=claim_expires_after(hashtags_settings.TASK_TIME_LIMIT))
+    expired = abandoned_before()
     earlier = (
         ImageAnalysis.objects.filter(image_sha256=analysis.image_sha256, model_version=analysis.model_version,
                                      status=AnalysisStatus.RUNNING, started__gte=expired)
@@ -267,12 +280,11 @@ class StoredResult:
     hashtags: list[StoredTag]
 
 
-def _answered(model, pk, field_name: str, asked_before, analysis: ImageAnalysis | None) -> ImageAnalysis | None:
+def _answered(model, pk, field_name: str, asked_before) -> None:
     """The object's analysis request (if made before this run started) is answered: delete it."""
     AnalysisRequest.objects.filter(
         content_type=content_type_for(model), object_id=str(pk), field_name=field_name, requested__lte=asked_before
     ).delete()
-    return analysis
 
 
 def _record_unreadable(key: dict, image_name: str, error: str) -> ImageAnalysis:

@@ -31,9 +31,9 @@ from django.db.models import CharField, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Cast, Coalesce, Now
 from django.utils import timezone
 
-from .analysis import content_hash, read_image_bytes
+from .analysis import abandoned_before, content_hash, read_image_bytes
 from .conf import hashtags_settings
-from .delivery import MAX_ATTEMPTS, claim_expires_after, resend_after, visibility_timeout
+from .delivery import MAX_ATTEMPTS, resend_after, visibility_timeout
 from .dispatch import request_analysis, send_analysis
 from .models import AnalysisRequest, AnalysisStatus, HashtagOptOut, ImageAnalysis
 from .registry import content_type_for, watched_models
@@ -115,7 +115,7 @@ def without_opted_out(model, queryset: QuerySet) -> QuerySet:
 def stuck_analyses() -> QuerySet:
     """Analyses ``running`` or ``pending`` for longer than a run can last: their worker died, or
     their message was lost."""
-    expired = Now() - timedelta(seconds=claim_expires_after(hashtags_settings.TASK_TIME_LIMIT))
+    expired = abandoned_before()
     return (
         ImageAnalysis.objects.filter(status__in=[AnalysisStatus.PENDING, AnalysisStatus.RUNNING])
         .annotate(since=Coalesce("started", "created")).filter(since__lt=expired)
