@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,14 +144,18 @@ class FusionConfig:
         return sum(item.class_own * self.familiar_tags.get(tag, FAMILIARITY_FLOOR)
                    for tag, item in image.tags.items()) / total
 
-    def score(self, tag: str, image: ImageEvidence) -> float:
-        """The probability that ``tag`` is right for ``image``."""
-        evidence = image.tags[tag]
+    def scores(self, image: ImageEvidence, tags: Iterable[str] | None = None) -> dict[str, float]:
+        """The probability that each of ``tags`` (default: every candidate) is right for ``image``;
+        the photo's familiarity is computed once for all of them."""
+        tags = image.tags if tags is None else tags
         if self.weights is None:
-            return uncalibrated_score(evidence)
-        features = tag_features(evidence, image.context, self.familiarity(image))
-        z = float(np.dot(self.weights, features))
-        return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+            return {tag: uncalibrated_score(image.tags[tag]) for tag in tags}
+        familiar = self.familiarity(image)
+        result = {}
+        for tag in tags:
+            z = float(np.dot(self.weights, tag_features(image.tags[tag], image.context, familiar)))
+            result[tag] = 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+        return result
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "features": list(FEATURES),
@@ -240,7 +244,8 @@ def rank(evidence: ImageEvidence, fusion: FusionConfig) -> list[tuple[str, float
 
     A candidate below every source's :data:`SOURCE_MIN_PROBABILITY` is left out: a suggestion
     must be able to say why it is there."""
-    scored = [(tag, round(min(1.0, max(0.0, fusion.score(tag, evidence))), 6), item.sources())
+    scores = fusion.scores(evidence)
+    scored = [(tag, round(min(1.0, max(0.0, scores[tag])), 6), item.sources())
               for tag, item in evidence.tags.items()]
     scored = [entry for entry in scored if entry[2]]
     return sorted(scored, key=lambda entry: (-entry[1], evidence.order[entry[0]], entry[0]))
@@ -268,7 +273,7 @@ def caption_confidence(evidence: ImageEvidence, fusion: FusionConfig) -> float:
     tags = [tag for tag in evidence.best_caption_tags if tag in evidence.tags]
     if not tags:
         return 0.0
-    support = max(fusion.score(tag, evidence) for tag in tags)
+    support = max(fusion.scores(evidence, tags).values())
     context = evidence.context
     if context.has_classifier and context.class_top >= CLASSIFIER_SURE:
         known = [tag for tag in tags if tag in class_tag_map().index]
