@@ -282,9 +282,7 @@ class StoredResult:
 
 def _answered(model, pk, field_name: str, asked_before) -> None:
     """The object's analysis request (if made before this run started) is answered: delete it."""
-    AnalysisRequest.objects.filter(
-        content_type=content_type_for(model), object_id=str(pk), field_name=field_name, requested__lte=asked_before
-    ).delete()
+    AnalysisRequest.objects.for_field(model, pk, field_name).filter(requested__lte=asked_before).delete()
 
 
 def _record_unreadable(key: dict, image_name: str, error: str) -> ImageAnalysis:
@@ -352,12 +350,11 @@ def mark_gave_up(app_label: str, model_name: str, pk, field_name: str, error: st
     failing — so the caller must not let the work be forgotten."""
     try:
         model = apps.get_model(app_label, model_name)
-        ct = content_type_for(model)
-        analyses = ImageAnalysis.objects.filter(content_type=ct, object_id=str(pk), field_name=field_name,
-                                                status__in=[AnalysisStatus.PENDING, AnalysisStatus.RUNNING])
+        analyses = ImageAnalysis.objects.for_field(model, pk, field_name).filter(
+            status__in=[AnalysisStatus.PENDING, AnalysisStatus.RUNNING])
         for analysis in analyses:
             analysis.mark_failed(error)
-        requests = AnalysisRequest.objects.filter(content_type=ct, object_id=str(pk), field_name=field_name)
+        requests = AnalysisRequest.objects.for_field(model, pk, field_name)
         if analyses:
             requests.delete()  # answered by the recorded failure
         else:  # nothing to record it on: the request keeps the reason, and the reconciler tries later

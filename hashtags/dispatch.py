@@ -31,7 +31,7 @@ SEND_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5
 
 def _request_rows(app_label: str, model_name: str, pk, field_name: str):
     model = apps.get_model(app_label, model_name)
-    return AnalysisRequest.objects.filter(content_type=content_type_for(model), object_id=str(pk), field_name=field_name)
+    return AnalysisRequest.objects.for_field(model, pk, field_name)
 
 
 def request_analysis(app_label: str, model_name: str, pk, field_name: str, *, force: bool = False) -> None:

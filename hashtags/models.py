@@ -119,6 +119,14 @@ class ObjectRefQuerySet(models.QuerySet):
             object_id=str(obj.pk),
         )
 
+    def for_field(self, model_or_obj, pk, field_name: str) -> "ObjectRefQuerySet":
+        """The rows of one image field of one object (the object given as its model and pk)."""
+        return self.filter(
+            content_type=ContentType.objects.get_for_model(model_or_obj, for_concrete_model=False),
+            object_id=str(pk),
+            field_name=field_name,
+        )
+
 
 class ImageAnalysis(models.Model):
     """One model version's reading of one image content of one object's image field.

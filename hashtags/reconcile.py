@@ -93,10 +93,7 @@ def matches_by_content(obj, field_name: str, *, version: str | None = None,
         data = read_image_bytes(fieldfile, hashtags_settings.MAX_IMAGE_BYTES)
     except Exception:  # missing, empty, too large, storage down: the analysis will say so
         return False
-    analyses = ImageAnalysis.objects.filter(
-        content_type=content_type_for(obj), object_id=str(obj.pk), field_name=field_name,
-        image_sha256=content_hash(data),
-    )
+    analyses = ImageAnalysis.objects.for_field(obj, obj.pk, field_name).filter(image_sha256=content_hash(data))
     if version is not None:
         analyses = analyses.filter(model_version=version)
     if statuses is not None:
