@@ -1,7 +1,11 @@
-"""Query watched objects by their accepted tags.
+"""The read side: the one answer to "which analysis is current?", "the suggestions of these
+analyses", "trending tags" and "objects with tag X". The API, the services and the demo ask here.
 
-    from hashtags.query import filter_by_tag
+    from hashtags.query import current_analysis, filter_by_tag, trending
+    current_analysis(post)                          # what the post's page and API show
     filter_by_tag(Post.objects.all(), "#Dog")      # posts carrying the accepted tag "dog"
+    trending(days=7, limit=20)                     # [{"name": "dog", "count": 3}, ...]
+
 
 or give the model a manager built from :class:`HashtagQuerySetMixin`::
 
@@ -13,12 +17,55 @@ or give the model a manager built from :class:`HashtagQuerySetMixin`::
 
 from __future__ import annotations
 
-from django.db import models
-from django.db.models.functions import Cast
+from datetime import timedelta
 
-from .models import AcceptedTag, Hashtag
-from .registry import content_type_for
+from django.db import models
+from django.db.models import Count
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from .models import AcceptedTag, Hashtag, ImageAnalysis, Suggestion
+from .registry import content_type_for, watched_fields
 from .tags import InvalidTag, canonical_name
+
+
+def current_analysis(obj: models.Model, field: str | None = None) -> ImageAnalysis | None:
+    """The analysis of ``field``'s current image (default: the first watched field), newest first.
+
+    While the current image has no analysis yet, the field's newest one: the suggestions people
+    see until the new ones arrive."""
+    field = field or watched_fields(type(obj))[0]
+    analyses = ImageAnalysis.objects.for_object(obj).filter(field_name=field)
+    name = getattr(obj, field).name
+    return (analyses.filter(image_name=name).first() if name else None) or analyses.first()
+
+
+def current_analyses(obj: models.Model) -> list[ImageAnalysis]:
+    """:func:`current_analysis` of each watched field that has one, in the fields' order."""
+    analyses = (current_analysis(obj, field) for field in watched_fields(type(obj)))
+    return [analysis for analysis in analyses if analysis is not None]
+
+
+def suggestions_of(analyses) -> list[Suggestion]:
+    """The suggestions of ``analyses`` in rank order, with what their serializers read."""
+    return list(
+        Suggestion.objects.filter(analysis__in=analyses)
+        .select_related("hashtag", "replaced", "decided_by", "analysis__content_type")
+        .order_by("analysis_id", "rank", "pk")
+    )
+
+
+def trending(days: int, limit: int) -> list[dict]:
+    """``[{"name", "count"}]``: tags by accepted uses in the last ``days`` days, most used first
+    (merged-away tags left out)."""
+    since = timezone.now() - timedelta(days=days)
+    rows = (
+        AcceptedTag.objects.filter(created__gte=since, hashtag__merged_into__isnull=True)
+        .values("hashtag__name")
+        .annotate(count=Count("id"))
+        .order_by("-count", "hashtag__name")[:limit]
+    )
+    return [{"name": row["hashtag__name"], "count": row["count"]} for row in rows]
 
 
 def _object_id_cast(model: type[models.Model]):

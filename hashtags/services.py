@@ -20,6 +20,7 @@ from .models import (
     Suggestion,
     SuggestionState,
 )
+from .query import current_analyses
 from .registry import content_type_for, taggit_manager
 
 logger = logging.getLogger(__name__)
@@ -165,18 +166,13 @@ def edit(suggestion: Suggestion, text: str, user=None) -> Suggestion:
     return s
 
 
-def latest_analysis(obj: models.Model) -> ImageAnalysis | None:
-    """The newest analysis of the object's current image (done first, then anything)."""
-    qs = ImageAnalysis.objects.for_object(obj)
-    return qs.filter(status="done").first() or qs.first()
-
-
 @transaction.atomic
 def add_tag(obj: models.Model, text: str, user=None) -> tuple[AcceptedTag, Suggestion | None]:
     """A person tags the object themselves; recorded as an ``added`` suggestion when it has an
     analysis (feedback for training) and always as an accepted tag. Raises InvalidTag."""
     hashtag, _ = Hashtag.objects.get_or_create_normalized(text)
-    analysis = latest_analysis(obj)
+    analyses = current_analyses(obj)
+    analysis = analyses[0] if analyses else None
     suggestion = None
     if analysis is not None:
         existing = analysis.suggestions.filter(hashtag=hashtag).first()

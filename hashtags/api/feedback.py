@@ -15,7 +15,8 @@ from rest_framework.views import APIView
 
 from .. import services
 from .serializers import AnalysisSerializer, ErrorSerializer
-from .views import PostObjectMixin, Throttled, current_analyses, error
+from ..query import current_analyses
+from .views import PostObjectMixin, Throttled, error
 
 
 class CaptionInputSerializer(serializers.Serializer):

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Count
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -24,7 +21,8 @@ from .. import services
 from ..conf import hashtags_settings
 from ..dispatch import enqueue_analysis
 from ..explain import caption_is_uncertain
-from ..models import AcceptedTag, Hashtag, HashtagOptOut, ImageAnalysis, ModelVersion, Suggestion
+from ..models import AcceptedTag, Hashtag, HashtagOptOut, ModelVersion, Suggestion
+from ..query import current_analyses, suggestions_of, trending
 from ..registry import content_type_for, content_type_key, get_watched_model, watched_fields, watched_models
 from ..tags import InvalidTag, canonical_name
 from .permissions import CanPromoteModel, CanReviewObject, read_permissions, tag_image_permissions
@@ -193,27 +191,6 @@ class PostObjectMixin:
             raise NotFound("no such post")
         self.check_object_permissions(self.request, obj)
         return obj
-
-
-def current_analyses(obj) -> list[ImageAnalysis]:
-    """Newest analysis per watched field, for the field's current image when known."""
-    result = []
-    for field in watched_fields(type(obj)):
-        qs = ImageAnalysis.objects.for_object(obj).filter(field_name=field)
-        name = getattr(obj, field).name
-        analysis = qs.filter(image_name=name).first() if name else None
-        analysis = analysis or qs.first()
-        if analysis is not None:
-            result.append(analysis)
-    return result
-
-
-def suggestions_of(analyses) -> list[Suggestion]:
-    return list(
-        Suggestion.objects.filter(analysis__in=analyses)
-        .select_related("hashtag", "replaced", "decided_by", "analysis__content_type")
-        .order_by("analysis_id", "rank", "pk")
-    )
 
 
 class PostDetailView(PostObjectMixin, Throttled, APIView):
@@ -458,16 +435,7 @@ class TrendingView(Throttled, APIView):
             return error("'days' and 'limit' must be whole numbers")
         if not 1 <= days <= 365 or not 1 <= limit <= 100:
             return error("'days' must be within 1-365 and 'limit' within 1-100")
-        since = timezone.now() - timedelta(days=days)
-        rows = (
-            AcceptedTag.objects.filter(created__gte=since, hashtag__merged_into__isnull=True)
-            .values("hashtag__name")
-            .annotate(count=Count("id"))
-            .order_by("-count", "hashtag__name")[:limit]
-        )
-        return Response(
-            [{"tag": f"#{r['hashtag__name']}", "name": r["hashtag__name"], "count": r["count"]} for r in rows]
-        )
+        return Response([{"tag": f"#{row['name']}", **row} for row in trending(days, limit)])
 
 
 class HashtagListView(Throttled, generics.ListAPIView):

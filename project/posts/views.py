@@ -3,21 +3,19 @@ admin and the REST API call — so the page, the admin and the API always agree.
 
 from __future__ import annotations
 
-from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, F
+from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from hashtags import services
+from hashtags import query, services
 from hashtags.conf import hashtags_settings
 from hashtags.dispatch import enqueue_analysis
 from hashtags.explain import UNCERTAIN_PREFIX, hedged_caption
@@ -37,26 +35,13 @@ WAITING = ("queued", "pending", "running")
 # Helpers ------------------------------------------------------------------------------------------
 
 def trending_tags(days: int | None = None, limit: int = 12) -> list[dict]:
-    """Tags by accepted uses in the last ``days`` days (same rule as ``GET /api/hashtags/trending/``)."""
-    since = timezone.now() - timedelta(days=days or hashtags_settings.TRENDING_DAYS)
-    rows = (
-        AcceptedTag.objects.filter(created__gte=since, hashtag__merged_into__isnull=True)
-        .values("hashtag__name")
-        .annotate(count=Count("id"))
-        .order_by("-count", "hashtag__name")[:limit]
-    )
-    return [{"name": r["hashtag__name"], "count": r["count"]} for r in rows]
+    """The sidebar's tags (the API's ``GET /api/hashtags/trending/`` answer)."""
+    return query.trending(days or hashtags_settings.TRENDING_DAYS, limit)
 
 
 def render_page(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
     context.setdefault("trending", trending_tags())
     return render(request, template, context, status=status)
-
-
-def current_analysis(post: Post) -> ImageAnalysis | None:
-    """The analysis of the post's current image (newest first), like the API's post detail."""
-    analyses = ImageAnalysis.objects.for_object(post).filter(field_name=IMAGE_FIELD)
-    return analyses.filter(image_name=post.image.name).first() or analyses.first()
 
 
 def analysis_status(post: Post, analysis: ImageAnalysis | None) -> str:
@@ -178,7 +163,7 @@ def post_detail(request: HttpRequest, pk: int) -> HttpResponse:
     reviewer = can_review(request.user, post)
     # Captions, beam captions, status and errors are shown to whoever the API shows them to (the
     # owner and moderators); everyone else sees the photo and its accepted tags.
-    analysis = current_analysis(post) if reviewer else None
+    analysis = query.current_analysis(post, IMAGE_FIELD) if reviewer else None
     status = analysis_status(post, analysis) if reviewer else ""
     suggestions = []
     if analysis is not None and reviewer:
@@ -218,7 +203,7 @@ def post_status(request: HttpRequest, pk: int) -> JsonResponse:
     if not can_review(request.user, post):
         return JsonResponse({"error": "Only the owner of this post or a moderator can see its analysis."},
                             status=403)
-    analysis = current_analysis(post)
+    analysis = query.current_analysis(post, IMAGE_FIELD)
     return JsonResponse(
         {
             "status": analysis_status(post, analysis),

@@ -1,11 +1,14 @@
 import pytest
+from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
 from hashtags import services
 from hashtags.models import AcceptedTag, Hashtag, ImageAnalysis, Suggestion
-from hashtags.query import filter_by_tag, tags_for
+from hashtags.query import current_analysis, filter_by_tag, tags_for
 from hashtags.registry import content_type_for
 from hashtags.tags import InvalidTag
+
+from tests.hashtags import support
 
 pytestmark = pytest.mark.django_db
 
@@ -147,6 +150,21 @@ def test_added_tag_and_removal(recording, make_post, user):
     assert services.remove_tag(post, Hashtag.objects.get(name="dog"), user)
     assert analysis.suggestions.get(hashtag__name="dog").state == "rejected"
     assert [t.name for t in tags_for(post)] == ["frisbee"]
+
+
+def test_a_tag_added_after_a_new_upload_goes_to_the_new_images_analysis(recording, make_post, user):
+    post = make_post()
+    old = analysis_for(post, ("dog",))
+    post.image.save("new.jpg", ContentFile(support.jpeg_bytes(seed=7)), save=False)
+    post.save()
+    new = ImageAnalysis.objects.create(
+        content_type=content_type_for(post), object_id=str(post.pk), field_name="image",
+        image_name=post.image.name, image_sha256="cd" * 32, model_version="v1", status="pending",
+    )
+    _, suggestion = services.add_tag(post, "#Frisbee", user)
+    assert suggestion.analysis == new
+    assert not old.suggestions.filter(hashtag__name="frisbee").exists()
+    assert current_analysis(post) == new
 
 
 def test_tags_without_analysis_and_deleting_the_post(recording, make_post, user):
