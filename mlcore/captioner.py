@@ -12,6 +12,7 @@ from PIL import Image
 
 from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, ArtifactInfo, load_artifact
 from mlcore.decoding import CaptionSet, StepDecoder
+from mlcore.encoders import EncoderWeightsError, build_encoder
 from mlcore.extractor import ExtractorConfig, Hashtag
 from mlcore.fusion import (FusionConfig, ImageEvidence, caption_confidence, fuse_hashtags,
                            gather_evidence, load_fusion_config)
@@ -83,8 +84,6 @@ class Captioner:
         ``classifier``: fuse the encoders' ImageNet classes into the hashtags (no extra CNN
         pass); the fusion's calibration is the artifact's ``fusion.json`` (:mod:`mlcore.fusion`).
         """
-        from mlcore.encoders import EncoderWeightsError, build_encoder
-
         if model_dir is None:
             model_dir = DEFAULT_MODEL_DIR
             if not (Path(model_dir) / "model.json").is_file():

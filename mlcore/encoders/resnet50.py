@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 
 from mlcore.encoders.base import EncoderWeightsError, ImageNetHead
@@ -92,6 +91,7 @@ def _existing_file(path: str | os.PathLike, source: str) -> Path:
 def _has_classifier(path: Path) -> bool:
     """Whether a Keras weights file holds the top: a legacy ``.h5`` names its layers
     (``predictions``); a Keras 3 ``.weights.h5`` names them by class, and only the top is ``dense``."""
+    import h5py  # lazy: h5py is part of Keras' start-up cost; `import mlcore.encoders` stays light
     try:
         with h5py.File(path, "r") as handle:
             legacy_names = set(handle.keys())
