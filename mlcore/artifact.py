@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mlcore.errors import ArtifactError  # defined apart for tag_head; the name callers import
+from mlcore.tag_head import save_tag_head
 from mlcore.vocabulary import Vocabulary
 
 FORMAT = "mlcore.captioner/1"
@@ -35,10 +37,6 @@ MODEL_FILE = "model.json"
 VOCABULARY_FILE = "vocabulary.json"
 WEIGHTS_FILE = "decoder_weights.npz"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
-
-
-class ArtifactError(RuntimeError):
-    """The model directory cannot be used; the message says why and where."""
 
 
 @dataclass
@@ -70,7 +68,6 @@ def save_artifact(out_dir: str | Path, *, decoder, vocabulary: Vocabulary, encod
     np.savez(staging / WEIGHTS_FILE, **arrays)
     vocabulary.save(staging / VOCABULARY_FILE)
     if tag_head is not None:
-        from mlcore.tag_head import save_tag_head
         save_tag_head(staging, tag_head)
     digest = hashlib.sha256((staging / WEIGHTS_FILE).read_bytes()).hexdigest()
     version = version or f"{encoder['name']}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{digest[:8]}"
@@ -157,7 +154,7 @@ def read_info(model_dir: str | Path) -> ArtifactInfo:
 
 def load_artifact(model_dir: str | Path):
     """Rebuild the decoder from an artifact; returns ``(info, decoder, vocabulary)``."""
-    from mlcore.decoder import DecoderConfig, build_decoder
+    from mlcore.decoder import DecoderConfig, build_decoder  # lazy: Keras/TensorFlow start-up
 
     model_dir = Path(model_dir)
     info = read_info(model_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from PIL import Image
 
 from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, ArtifactInfo, load_artifact
 from mlcore.decoding import CaptionSet, StepDecoder
+from mlcore.encoders import EncoderWeightsError, build_encoder
 from mlcore.extractor import ExtractorConfig, Hashtag
 from mlcore.fusion import (FusionConfig, ImageEvidence, caption_confidence, fuse_hashtags,
                            gather_evidence, load_fusion_config)
@@ -70,7 +72,8 @@ class Captioner:
     @classmethod
     def load(cls, model_dir: str | Path | None = None, encoder_weights: str | None = "default",
              precision: str | None = "auto", tag_views: Sequence[str] | None = None,
-             extra_tag_heads: bool = True, classifier: bool = True) -> Captioner:
+             extra_tag_heads: bool = True, classifier: bool = True,
+             resnet50_weights: str | os.PathLike | None = None) -> Captioner:
         """``precision``: the decoder's matrix-product float type (:mod:`mlcore.precision`).
 
         ``tag_views``: the image views the tag head averages (:mod:`mlcore.views`); None = the
@@ -82,8 +85,16 @@ class Captioner:
 
         ``classifier``: fuse the encoders' ImageNet classes into the hashtags (no extra CNN
         pass); the fusion's calibration is the artifact's ``fusion.json`` (:mod:`mlcore.fusion`).
+
+        ``resnet50_weights``: a local ResNet50 weights file for every ResNet50 this builds with
+        default weights (the captioner's encoder, an extra head's); None = the default
+        (``$MLCORE_RESNET50_WEIGHTS`` if set, else Keras' ImageNet download).
         """
-        from mlcore.encoders import EncoderWeightsError, build_encoder
+
+        def weights_for(name: str, weights: str | os.PathLike | None) -> str | os.PathLike | None:
+            if name == "resnet50" and weights == "default" and resnet50_weights is not None:
+                return resnet50_weights
+            return weights
 
         if model_dir is None:
             model_dir = DEFAULT_MODEL_DIR
@@ -93,7 +104,8 @@ class Captioner:
                     "`python -m training train` and pass its directory (--model / MODEL_DIR)")
         info, decoder, vocabulary = load_artifact(model_dir)
         try:
-            encoder = build_encoder(info.encoder["name"], weights=encoder_weights)
+            encoder = build_encoder(info.encoder["name"],
+                                    weights=weights_for(info.encoder["name"], encoder_weights))
         except ValueError as error:
             raise ArtifactError(f"{model_dir}: {error}") from None
         length_penalty = float(info.decoding.get("length_penalty", 0.7))
@@ -110,8 +122,8 @@ class Captioner:
         extra_heads = []
         for head in heads[1:]:
             try:  # an extra head runs its own encoder (e.g. EfficientNet-Lite2's weights package)
-                extra_heads.append((head, build_encoder(
-                    head.encoder, weights=None if encoder_weights is None else "default")))
+                extra_heads.append((head, build_encoder(head.encoder, weights=weights_for(
+                    head.encoder, None if encoder_weights is None else "default"))))
             except (ValueError, EncoderWeightsError) as error:
                 raise ArtifactError(f"{model_dir}: extra tag head: {error}") from None
         if tag_views is not None:

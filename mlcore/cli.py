@@ -11,6 +11,10 @@ import json
 import os
 import sys
 
+from mlcore.artifact import ArtifactError
+from mlcore.extractor import ExtractorConfig, extract_hashtags
+from mlcore.images import ImageError
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mlcore", description=__doc__,
@@ -39,10 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_caption(args) -> int:
-    from mlcore.artifact import ArtifactError
-    from mlcore.captioner import Captioner
-    from mlcore.extractor import ExtractorConfig
-    from mlcore.images import ImageError
+    from mlcore.captioner import Captioner  # lazy: TensorFlow start-up, not for --help or `hashtags`
 
     try:
         config = ExtractorConfig(max_tags=args.max_tags, min_score=args.min_score)
@@ -66,8 +67,6 @@ def run_caption(args) -> int:
 
 
 def run_hashtags(args) -> int:
-    from mlcore.extractor import ExtractorConfig, extract_hashtags
-
     try:
         config = ExtractorConfig(max_tags=args.max_tags, min_score=args.min_score)
     except ValueError as error:

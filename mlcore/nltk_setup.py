@@ -22,7 +22,7 @@ def ensure_nltk_data() -> Path:
     machine happens to have, so every worker filters captions with the same words.
     Returns the directory.
     """
-    import nltk.data  # Imported here so that importing this module stays cheap.
+    import nltk.data  # lazy: NLTK takes seconds to import; importing this module stays cheap
 
     path = str(NLTK_DATA_DIR)
     with _lock:
@@ -40,7 +40,7 @@ def english_stopwords() -> frozenset[str]:
     install); it never tries to download anything.
     """
     ensure_nltk_data()
-    from nltk.corpus import stopwords
+    from nltk.corpus import stopwords  # lazy: NLTK start-up (seconds), see ensure_nltk_data
 
     try:
         words = stopwords.words("english")

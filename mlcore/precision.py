@@ -31,7 +31,7 @@ def _cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
 @functools.lru_cache(maxsize=None)
 def native_bfloat16() -> bool:
     """True when TensorFlow will run bfloat16 matrix products in hardware on this machine."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow start-up only when bfloat16 support is asked
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:  # ops land on the first GPU

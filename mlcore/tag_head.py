@@ -25,6 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mlcore.encoders import build_encoder_top
+from mlcore.errors import ArtifactError
+from mlcore.views import check_views
+
 HEAD_FILE = "tag_head.json"
 HEAD_WEIGHTS_FILE = "tag_head_weights.npz"
 #: 1: a head over pooled features; 2: with an encoder tap; 3: kernels stored as int8 + scales.
@@ -70,7 +74,7 @@ class TagHead:
         if len(features) == 0:
             return np.zeros((0, len(self.tags)), np.float32)
         if self._forward is None:  # traced once: eager calls of ~30 layers cost more than the math
-            import tensorflow as tf
+            import tensorflow as tf  # lazy: TensorFlow start-up only when a head predicts
 
             self._forward = tf.function(lambda inputs: self.model(inputs, training=False),
                                         reduce_retracing=True)
@@ -104,8 +108,6 @@ def average_probabilities(heads: Sequence[TagHead], inputs: Sequence, top: int =
 
 def check_head_views(views) -> tuple[str, ...]:
     """Valid view names starting with ``"plain"`` (``ValueError`` otherwise)."""
-    from mlcore.views import check_views
-
     views = check_views(views)
     if views[0] != "plain":
         raise ValueError(f"a tag head's first view must be 'plain', got {', '.join(views)}")
@@ -116,12 +118,10 @@ def build_tag_head_model(feature_dim: int, tag_count: int, hidden_units: int = 1
                          dropout: float = 0.5, encoder: str | None = None, tap: str | None = None,
                          encoder_weights: str | None = None):
     """The head's network; with ``tap``, ``encoder``'s layers after ``tap`` come first."""
-    import keras
-    from keras import layers
+    import keras  # lazy: TensorFlow start-up only when a head is built (hashtags' checks import us)
+    from keras import layers  # lazy: as above
 
     if tap:
-        from mlcore.encoders import build_encoder_top
-
         top = build_encoder_top(encoder, tap, weights=encoder_weights)
         inputs = keras.Input(shape=tuple(top.inputs[0].shape[1:]), name="encoder_map")
         image_features = top(inputs)
@@ -206,8 +206,6 @@ def member_dir(model_dir: str | Path, encoder: str) -> Path:
 def load_tag_heads(model_dir: str | Path) -> list[TagHead]:
     """The artifact's tag head followed by its extra heads on other encoders (sorted by name);
     empty when it has none. The heads must rank the same tags, in the same order."""
-    from mlcore.artifact import ArtifactError
-
     first = load_tag_head(model_dir)
     if first is None:
         return []
@@ -229,8 +227,6 @@ def load_tag_heads(model_dir: str | Path) -> list[TagHead]:
 
 def load_tag_head(model_dir: str | Path) -> TagHead | None:
     """The artifact's tag head, or None when it has none (older or caption-only models)."""
-    from mlcore.artifact import ArtifactError
-
     model_dir = Path(model_dir)
     if not (model_dir / HEAD_FILE).is_file():
         return None

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
+
+from mlcore.artifact import save_artifact
+from mlcore.decoder import DecoderConfig, build_decoder
+from mlcore.encoders import get_encoder_spec
+from mlcore.text import clean_caption
+from mlcore.vocabulary import Vocabulary
 
 TINY_CAPTIONS = (
     "a black dog runs through the grass",
@@ -21,14 +28,6 @@ TINY_CAPTIONS = (
 
 def make_tiny_artifact(out_dir: str | Path, encoder: str = "efficientnet_lite0",
                        epochs: int = 60, seed: int = 0, version: str | None = None) -> Path:
-    import keras
-
-    from mlcore.artifact import save_artifact
-    from mlcore.decoder import DecoderConfig, build_decoder
-    from mlcore.encoders import get_encoder_spec
-    from mlcore.text import clean_caption
-    from mlcore.vocabulary import Vocabulary
-
     keras.utils.set_random_seed(seed)
     spec = get_encoder_spec(encoder)
     tokenized = [clean_caption(caption) for caption in TINY_CAPTIONS]

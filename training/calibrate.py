@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
 from mlcore.classes import imagenet_classes
@@ -139,8 +140,6 @@ def fit_fusion(images: Sequence[LabelledImage], regularisation: float = 10.0,
                flickr8k_share: float = 0.5) -> FusionConfig:
     """The logistic model on every candidate tag of ``images`` (sklearn, L2); each photo weighs
     the same within its kind, each kind its share."""
-    from sklearn.linear_model import LogisticRegression
-
     familiar = FusionConfig(familiar_tags=familiar_tags(images))
     rows, labels, weights = design_matrix(images, flickr8k_share, familiar)
     model = LogisticRegression(C=regularisation, fit_intercept=False, max_iter=5000)

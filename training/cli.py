@@ -12,7 +12,18 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from mlcore.views import DEFAULT_TEST_VIEWS, DEFAULT_TRAIN_VIEWS  # noqa: E402  (no TensorFlow)
+# Only modules without TensorFlow at the top: `python -m training --help` must stay quick. The
+# commands import their TensorFlow/Keras modules inside (marked `# lazy:`).
+from mlcore.artifact import (DEFAULT_MODEL_DIR, MODEL_FILE, ArtifactError,  # noqa: E402
+                             load_artifact, read_info, set_version)
+from mlcore.classes import imagenet_classes  # noqa: E402
+from mlcore.tag_head import (average_probabilities, check_head_views,  # noqa: E402
+                             load_tag_heads, member_dir, save_tag_head)
+from mlcore.views import DEFAULT_TEST_VIEWS, DEFAULT_TRAIN_VIEWS, check_views  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+from training.feature_cache import FeatureCache  # noqa: E402
+from training.flickr8k import Flickr8k  # noqa: E402
+from training.wordnet_tags import write as write_wordnet_data  # noqa: E402
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -138,14 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train_config_class():
-    from training.train import TrainConfig
+    from training.train import TrainConfig  # lazy: TensorFlow start-up, not for --help
     return TrainConfig
 
 
 def run_features(args) -> int:
-    from training.feature_cache import FeatureCache
-    from training.flickr8k import Flickr8k
-
     dataset = Flickr8k.load(args.data)
     examples = []
     for name in args.splits.split(","):
@@ -163,12 +171,11 @@ def run_features(args) -> int:
 
 
 def run_train(args) -> int:
-    from training.train import TrainConfig, train
+    from training.train import TrainConfig, train  # lazy: TensorFlow start-up
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{key: value for key, value in vars(args).items() if key in fields})
     out = train(config)
-    from mlcore.artifact import read_info
     info = read_info(out)
     print(json.dumps({"model": str(out), "model_version": info.version,
                       "dev_metrics": info.training.get("dev_metrics", {})}))
@@ -176,14 +183,10 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, load_artifact
-    from mlcore.decoding import StepDecoder
-    from mlcore.tag_head import average_probabilities, check_head_views, load_tag_heads
-    from training.evaluate import evaluate_caption_sets, human_tag_scores
-    from training.feature_cache import FeatureCache
-    from mlcore.fusion import load_fusion_config
-    from training.flickr8k import Flickr8k
-    from training.train import class_probabilities, heads_inputs
+    from mlcore.decoding import StepDecoder  # lazy: TensorFlow start-up
+    from mlcore.fusion import load_fusion_config  # lazy: TensorFlow start-up (mlcore.decoding)
+    from training.evaluate import evaluate_caption_sets, human_tag_scores  # lazy: TensorFlow
+    from training.train import class_probabilities, heads_inputs  # lazy: TensorFlow start-up
 
     model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     try:
@@ -254,12 +257,9 @@ def run_evaluate(args) -> int:
 
 def run_tag_head(args) -> int:
     """Add a tag head to an artifact whose decoder is already trained (no LSTM retraining)."""
-    from mlcore.artifact import MODEL_FILE, ArtifactError, load_artifact
-    from mlcore.tag_head import check_head_views, load_tag_heads, member_dir, save_tag_head
-    from mlcore.views import check_views
-    from training.flickr8k import Flickr8k
-    from training.tag_head import finetune_tag_head, train_tag_head
-    from training.train import (TrainConfig, compute_features, evaluate_decoder, heads_inputs,
+    from training.tag_head import finetune_tag_head, train_tag_head  # lazy: Keras start-up
+    from training.train import (TrainConfig, compute_features, evaluate_decoder,  # lazy: TensorFlow
+                                heads_inputs,
                                 tag_head_inputs)
 
     info, decoder, vocabulary = load_artifact(args.model)
@@ -337,7 +337,7 @@ def run_tag_head(args) -> int:
 
 
 def run_card(args) -> int:
-    from training.model_card import write_model_card
+    from training.model_card import write_model_card  # lazy: TensorFlow start-up (mlcore.fusion)
 
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
     print(write_model_card(args.model, notes))
@@ -345,11 +345,8 @@ def run_card(args) -> int:
 
 
 def run_evaluate_ood(args) -> int:
-    from mlcore.artifact import ArtifactError
-    from mlcore.captioner import Captioner
-    from mlcore.classes import imagenet_classes
-    from tqdm.auto import tqdm
-    from training.calibrate import ALL_TAGS, hits_at, imagenet_photos
+    from mlcore.captioner import Captioner  # lazy: TensorFlow start-up
+    from training.calibrate import ALL_TAGS, hits_at, imagenet_photos  # lazy: TensorFlow start-up
 
     try:
         photos = imagenet_photos(args.images)
@@ -377,12 +374,10 @@ def run_evaluate_ood(args) -> int:
 
 
 def run_calibrate(args) -> int:
-    from mlcore.artifact import ArtifactError, set_version
-    from mlcore.captioner import Captioner
-    from mlcore.fusion import save_fusion_config
-    from training.calibrate import (fit_fusion, flickr8k_images, fusion_report, imagenet_images,
-                                    sample)
-    from training.flickr8k import Flickr8k
+    from mlcore.captioner import Captioner  # lazy: TensorFlow start-up
+    from mlcore.fusion import save_fusion_config  # lazy: TensorFlow start-up (mlcore.decoding)
+    from training.calibrate import (fit_fusion, flickr8k_images,  # lazy: TensorFlow start-up
+                                    fusion_report, imagenet_images, sample)
 
     try:
         captioner = Captioner.load(args.model)
@@ -415,9 +410,7 @@ def run_calibrate(args) -> int:
 
 
 def run_wordnet_data(args) -> int:
-    from training.wordnet_tags import write
-
-    for path in write(Path(args.wordnet)):
+    for path in write_wordnet_data(Path(args.wordnet)):
         print(f"wrote {path}")
     return 0
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from mlcore.encoders import build_encoder
 from mlcore.images import ImageError, load_image
 from mlcore.views import apply_view, check_view
 
@@ -31,8 +32,6 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("HASHTAGS_FEATURE_CACHE",
 @lru_cache(maxsize=2)
 def shared_encoder(name: str):
     """One encoder per name for the process: filling several views or splits builds it once."""
-    from mlcore.encoders import build_encoder
-
     return build_encoder(name)
 
 

@@ -23,7 +23,7 @@ import tensorflow as tf
 from mlcore.artifact import load_artifact, save_artifact
 from mlcore.decoder import DecoderConfig, build_decoder
 from mlcore.decoding import StepDecoder
-from mlcore.encoders import get_encoder_spec
+from mlcore.encoders import EncoderWeightsError, build_encoder, get_encoder_spec
 from mlcore.tag_head import average_probabilities
 from mlcore.vocabulary import Vocabulary
 from training.datasets import caption_dataset, encode_captions
@@ -171,8 +171,6 @@ def class_probabilities(encoder_names: Sequence[str], features: np.ndarray, imag
     """ImageNet class probabilities averaged over the encoders (the captioner's first, whose
     pooled ``features`` are given; the others' from the feature cache), as
     :class:`mlcore.captioner.Captioner` computes them; None when no encoder has a classifier."""
-    from mlcore.encoders import EncoderWeightsError, build_encoder
-
     rows = []
     for index, name in enumerate(encoder_names):
         try:

