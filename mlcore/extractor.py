@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -29,6 +29,7 @@ __all__ = [
     "MAX_TAG_LENGTH",
     "MAX_TAGS_LIMIT",
     "SOURCES",
+    "EVERY_TAG",
     "ExtractorConfig",
     "Hashtag",
     "extract_hashtags",
@@ -363,6 +364,10 @@ class ExtractorConfig:
             raise TypeError(f"min_score must be a number, not {type(self.min_score).__name__}")
         if not 0.0 <= self.min_score <= 1.0:  # also rejects NaN
             raise ValueError(f"min_score must be between 0 and 1, got {self.min_score}")
+
+
+#: Every tag a caption yields (the hard cap, no score floor): for measuring and labelling, not display.
+EVERY_TAG = ExtractorConfig(max_tags=MAX_TAGS_LIMIT, min_score=0.0)
 
 
 #: Where a suggested tag's evidence came from: the beam's captions, the tag heads, the encoder's

@@ -29,15 +29,13 @@ from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
 from mlcore.classes import imagenet_classes
-from mlcore.extractor import ExtractorConfig
+from mlcore.extractor import EVERY_TAG
 from mlcore.fusion import (FAMILIARITY_FLOOR, FusionConfig, ImageEvidence, rank,
                            tag_features)
 from training.evaluate import precision_recall_at_k, reference_tags
 
 logger = logging.getLogger(__name__)
 
-#: Candidates considered per image (the product shows at most 30).
-ALL_TAGS = ExtractorConfig(max_tags=30, min_score=0.0)
 _NAME = re.compile(r"^(n\d{8})_")
 
 
@@ -69,7 +67,7 @@ def collect_evidence(captioner, paths: Sequence[Path], batch_size: int = 32, des
     with tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar:
         for start in range(0, len(paths), batch_size):
             batch = [str(path) for path in paths[start:start + batch_size]]
-            for item in captioner.evidence(batch, config=ALL_TAGS):
+            for item in captioner.evidence(batch, config=EVERY_TAG):
                 results.append(item if isinstance(item, ImageEvidence) else None)
             bar.update(len(batch))
     return results

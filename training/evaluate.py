@@ -15,7 +15,7 @@ from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
 import numpy as np
 
 from mlcore.decoding import CaptionSet
-from mlcore.extractor import ExtractorConfig, extract_hashtags
+from mlcore.extractor import EVERY_TAG, ExtractorConfig, extract_hashtags
 from mlcore.fusion import FusionConfig, fuse_hashtags, gather_evidence
 from mlcore.text import clean_caption
 
@@ -26,7 +26,6 @@ BLEU_WEIGHTS = {
     "bleu4": (0.25, 0.25, 0.25, 0.25),
 }
 TOP_K = 5
-_ALL_TAGS = ExtractorConfig(max_tags=30, min_score=0.0)
 
 
 def bleu_scores(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> dict[str, float]:
@@ -40,7 +39,7 @@ def bleu_scores(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) 
 
 
 def caption_tags(caption: str) -> list[str]:
-    return [tag.tag for tag in extract_hashtags([caption], None, _ALL_TAGS)]
+    return [tag.tag for tag in extract_hashtags([caption], None, EVERY_TAG)]
 
 
 def reference_tags(captions: Sequence[str], min_votes: int = 2) -> set[str]:

@@ -1,8 +1,5 @@
-"""Loader for the original Flickr8k layout (also used by the feedback export).
-
-    Flickr8k_text/Flickr8k.token.txt           IMAGE.jpg#N<TAB>caption
-    Flickr8k_text/Flickr_8k.{train,dev,test}Images.txt
-    Flicker8k_Dataset/IMAGE.jpg                (sic)
+"""Loader for the Flickr8k layout (:mod:`mlcore.dataset_layout`): the real dataset and the
+feedback export alike.
 
 Missing images are skipped and counted, malformed lines are reported with their line number:
 a real dataset has both, and neither should stop a training run.
@@ -15,17 +12,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlcore.dataset_layout import IMAGE_DIRS, SPLIT_FILES, TOKEN_FILE
 from mlcore.text import clean_caption
 
 logger = logging.getLogger(__name__)
-
-TOKEN_FILE = "Flickr8k_text/Flickr8k.token.txt"
-SPLIT_FILES = {
-    "train": "Flickr8k_text/Flickr_8k.trainImages.txt",
-    "dev": "Flickr8k_text/Flickr_8k.devImages.txt",
-    "test": "Flickr8k_text/Flickr_8k.testImages.txt",
-}
-IMAGE_DIRS = ("Flicker8k_Dataset", "Flickr8k_Dataset")
 
 
 class DatasetError(RuntimeError):
