@@ -329,7 +329,7 @@ class HashtagAdmin(admin.ModelAdmin):
                 merged = 0
                 with transaction.atomic():
                     for tag in queryset.exclude(pk=target.pk):
-                        tag.merge_into(target)
+                        services.merge_hashtags(tag, target)
                         merged += 1
             except InvalidTag as exc:
                 form.add_error("other", str(exc))
