@@ -17,8 +17,10 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from mlcore.artifact import ArtifactError, read_info
 
 from . import services, versions
 from .conf import hashtags_settings
@@ -36,7 +38,7 @@ from .models import (
 )
 from .reconcile import health
 from .registry import REVIEW_PERMISSION, can_promote, watched_fields
-from .tags import InvalidTag
+from .tags import InvalidTag, canonical_name
 
 
 def _thumbnail(analysis: ImageAnalysis | None, size: int = 64) -> str:
@@ -101,8 +103,6 @@ class SuggestionChangeForm(forms.ModelForm):
     def clean_new_tag(self):
         text = self.cleaned_data.get("new_tag", "").strip()
         if text:
-            from .tags import canonical_name
-
             try:
                 canonical_name(text)
             except InvalidTag as exc:
@@ -307,8 +307,6 @@ class HashtagAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         try:
-            from .tags import canonical_name
-
             obj.name = canonical_name(obj.name)
         except InvalidTag:
             pass
@@ -329,7 +327,7 @@ class HashtagAdmin(admin.ModelAdmin):
                 merged = 0
                 with transaction.atomic():
                     for tag in queryset.exclude(pk=target.pk):
-                        tag.merge_into(target)
+                        services.merge_hashtags(tag, target)
                         merged += 1
             except InvalidTag as exc:
                 form.add_error("other", str(exc))
@@ -442,8 +440,6 @@ class ImageAnalysisAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if "corrected_caption" in form.changed_data:
-            from django.utils import timezone
-
             obj.corrected_by = request.user
             obj.corrected_at = timezone.now()
         super().save_model(request, obj, form, change)
@@ -510,8 +506,6 @@ class ModelVersionAddForm(forms.ModelForm):
         help_texts = {"path": _("Absolute path of a model artifact directory (with model.json), readable by the workers.")}
 
     def clean_path(self):
-        from mlcore.artifact import ArtifactError, read_info
-
         path = self.cleaned_data["path"].strip()
         try:
             info = read_info(path)

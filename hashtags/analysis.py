@@ -23,6 +23,8 @@ from django.db.models.expressions import CombinedExpression
 from django.db.models.fields.files import FieldFile
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
+from mlcore.artifact import ArtifactError
+from mlcore.images import ImageError
 
 from . import services
 from .conf import hashtags_settings
@@ -41,8 +43,6 @@ UNAVAILABLE = "unavailable"  # model_version of analyses that failed because no 
 
 
 def _image_error(message: str) -> Exception:
-    from mlcore.images import ImageError
-
     return ImageError(message)
 
 
@@ -98,8 +98,6 @@ def run_analysis(app_label: str, model_name: str, pk, field_name: str, *, force:
 def _analyse(model, pk, field_name: str, force: bool, claim: str) -> tuple[ImageAnalysis | None, bool]:
     """:func:`run_analysis`'s work: the analysis, and whether it is settled (False only when
     another live delivery holds it)."""
-    from mlcore.images import ImageError
-
     app_label, model_name = model._meta.app_label, model._meta.model_name
     obj = model._default_manager.filter(pk=pk).first()
     if obj is None:
@@ -111,8 +109,6 @@ def _analyse(model, pk, field_name: str, force: bool, claim: str) -> tuple[Image
     fieldfile = getattr(obj, field_name)
     if not fieldfile:
         return None, True
-
-    from mlcore.artifact import ArtifactError
 
     try:
         captioner = get_captioner(refresh=True)  # task start: pick up a promoted model version

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from celery import current_app
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
@@ -11,6 +12,7 @@ from mlcore.tag_head import check_head_views
 
 from .conf import BUILTIN_EXECUTORS, hashtags_settings
 from .delivery import MIN_PROC_ALIVE_TIMEOUT, visibility_timeout, warm_up_deadline
+from .registry import watched_models
 from .reranker import reranker_path
 
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
@@ -20,8 +22,6 @@ REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
 def check_settings(app_configs=None, **kwargs):
     errors = []
     try:
-        from .registry import watched_models
-
         watched_models()
     except ImproperlyConfigured as exc:
         errors.append(checks.Error(str(exc), id="hashtags.E001"))
@@ -83,8 +83,6 @@ def check_delivery(app_configs=None, **kwargs):
     warm-up cannot meet."""
     if hashtags_settings.EXECUTOR != "celery":
         return []
-    from celery import current_app
-
     conf = current_app.conf
     warnings = []
     broker = str(conf.broker_url or "")

@@ -18,7 +18,10 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from .analysis import run_analysis
+from .analysis_task import analyze_image
 from .conf import hashtags_settings
+from .inprocess import submit
 from .models import AnalysisRequest
 from .registry import content_type_for
 
@@ -61,8 +64,6 @@ def send_analysis(app_label: str, model_name: str, pk, field_name: str, *, force
     rows = _request_rows(*args)
     rows.update(sent=Now(), sends=F("sends") + 1)  # before sending: a fast worker deletes the row
     if executor == "celery":
-        from .tasks import analyze_image
-
         try:
             return analyze_image.apply_async(
                 args=args,
@@ -78,12 +79,8 @@ def send_analysis(app_label: str, model_name: str, pk, field_name: str, *, force
             rows.update(sent=None, last_error=f"send failed: {exc}"[:2000])
             return None
     if executor == "thread":
-        from .inprocess import submit
-
         return submit(*args, force=force)
     if executor == "sync":
-        from .analysis import run_analysis
-
         return run_analysis(*args, force=force)
     return import_string(executor)(*args, force=force)
 

@@ -58,6 +58,10 @@ from datetime import datetime
 from pathlib import Path
 
 from django.db.models import Q
+from mlcore.extractor import ExtractorConfig, extract_hashtags, normalize_tag
+from mlcore.text import clean_caption
+from PIL import Image
+from tqdm import tqdm
 
 from .models import HashtagOptOut, ImageAnalysis, Suggestion, SuggestionState
 from .registry import owner_id
@@ -113,9 +117,6 @@ class TagDecisions:
 def feedback_caption(caption: str, decisions: TagDecisions) -> str | None:
     """The model caption with people's decisions applied (the rule in the module docstring);
     None when nothing that could be a hashtag is left."""
-    from mlcore.extractor import ExtractorConfig, extract_hashtags, normalize_tag
-    from mlcore.text import clean_caption
-
     words: list[str] = []
     for word in clean_caption(caption or ""):
         tag = normalize_tag(word)
@@ -218,7 +219,6 @@ def _as_jpeg(data: bytes) -> bytes:
     """JPEGs are copied; anything else is re-encoded (deterministically) as an RGB JPEG."""
     if data[:3] == b"\xff\xd8\xff":
         return data
-    from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:
         out = io.BytesIO()
@@ -276,8 +276,6 @@ def _tags_row(image: str, decisions: TagDecisions) -> str:
 
 def export_feedback(out_dir: str | os.PathLike, since: datetime | None = None, *, progress: bool = True) -> ExportSummary:
     """Write (or, with ``since``, update) the feedback dataset in ``out_dir``; see the module docstring."""
-    from tqdm import tqdm
-
     out = Path(out_dir)
     image_dir = out / IMAGE_DIR
     image_dir.mkdir(parents=True, exist_ok=True)

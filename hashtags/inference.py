@@ -23,7 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from django.db import transaction
+from mlcore.artifact import ArtifactError
+from mlcore.images import DEFAULT_MAX_PIXELS, ImageError, load_image
+
 from .conf import hashtags_settings
+from .extraction import extractor_config
+from .versions import serving_switched, serving_target
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +53,6 @@ def _artifact_key(model_dir: str | None) -> str:
 
 def _serving_dir(refresh: bool) -> str | None:
     """The artifact directory this process should serve (None = the shipped model)."""
-    from mlcore.artifact import ArtifactError
-
     configured = hashtags_settings.MODEL_DIR
     checked = _cache["checked"]
     fresh = (
@@ -58,10 +62,6 @@ def _serving_dir(refresh: bool) -> str | None:
     )
     if fresh and not refresh:
         return _cache["target"]
-    from django.db import transaction
-
-    from .versions import serving_target
-
     try:
         with transaction.atomic():  # a savepoint: a failed query must not break the caller's transaction
             target = serving_target().path
@@ -82,10 +82,17 @@ def serving_changed() -> None:
     _cache["checked"] = None
 
 
+def _on_serving_switched(sender, **kwargs) -> None:
+    serving_changed()
+
+
+serving_switched.connect(_on_serving_switched, dispatch_uid="hashtags.inference.serving_changed")
+
+
 def _enable_memory_growth() -> None:
     """Let several processes share a GPU instead of each grabbing all of its memory."""
     try:
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: TensorFlow start-up stays out of web processes until a model loads
 
         for gpu in tf.config.list_physical_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)
@@ -110,7 +117,7 @@ def get_captioner(refresh: bool = False):
         if hashtags_settings.RESNET50_WEIGHTS:
             os.environ["MLCORE_RESNET50_WEIGHTS"] = str(hashtags_settings.RESNET50_WEIGHTS)
         _enable_memory_growth()
-        from mlcore.captioner import Captioner
+        from mlcore.captioner import Captioner  # lazy: the captioner pulls in TensorFlow/keras; only loaded when a model is needed
 
         started = time.perf_counter()
         _cache.update(key=None, captioner=None)  # let the old model go before the new one loads
@@ -130,18 +137,6 @@ def reset_captioner() -> None:
         _cache.update(key=None, captioner=None, target=None, checked=None, configured=None)
 
 
-def extractor_config():
-    """mlcore's ExtractorConfig from the app settings (blocklist merged with mlcore's)."""
-    from mlcore.extractor import DEFAULT_BLOCKLIST, ExtractorConfig
-
-    extra = {str(t).strip().lstrip("#").lower() for t in hashtags_settings.BLOCKLIST if str(t).strip()}
-    return ExtractorConfig(
-        max_tags=hashtags_settings.MAX_TAGS,
-        min_score=hashtags_settings.MIN_SCORE,
-        blocklist=type(DEFAULT_BLOCKLIST)(set(DEFAULT_BLOCKLIST) | extra) if extra else DEFAULT_BLOCKLIST,
-    )
-
-
 def suggest(image, captioner=None, *, max_pixels: int | None = None) -> Any:
     """Run the captioner (default: the serving one) on one image: a ``mlcore`` Suggestion or
     ImageError (never raised).
@@ -149,8 +144,6 @@ def suggest(image, captioner=None, *, max_pixels: int | None = None) -> Any:
     The image is decoded *before* taking :data:`inference_lock` (with at most ``max_pixels``
     pixels, default mlcore's limit): a large upload costs its own request CPU time, not every
     other request's wait for the model."""
-    from mlcore.images import DEFAULT_MAX_PIXELS, ImageError, load_image
-
     captioner = captioner or get_captioner()
     started = time.perf_counter()
     try:

@@ -16,6 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.db import close_old_connections, connections
 
+from .analysis import TRANSIENT_ERRORS, mark_gave_up, run_analysis
+
 logger = logging.getLogger(__name__)
 
 _executor: ThreadPoolExecutor | None = None
@@ -33,8 +35,6 @@ def _get_executor() -> ThreadPoolExecutor:
 
 
 def _job(app_label: str, model_name: str, pk, field_name: str, force: bool) -> None:
-    from .analysis import TRANSIENT_ERRORS, mark_gave_up, run_analysis
-
     close_old_connections()
     claim = uuid.uuid4().hex  # one delivery: its retries may take its claim back
     try:

@@ -98,12 +98,6 @@ class Hashtag(models.Model):
         self.usage_count = self.accepted.count()
         self.save(update_fields=["usage_count"])
 
-    def merge_into(self, other: "Hashtag") -> None:
-        """Move every reference (suggestions, edits, accepted tags, taggit tags) to ``other``."""
-        from .services import merge_hashtags
-
-        merge_hashtags(self, other)
-
 
 class AnalysisStatus(models.TextChoices):
     PENDING = "pending", _("pending")

@@ -113,7 +113,9 @@ def taggit_manager(obj: models.Model):
     if not name or obj is None:
         return None
     try:
-        from taggit.managers import TaggableManager
+        # taggit is optional, and taggit.managers imports taggit's models, not loaded yet while
+        # hashtags.models (which imports this module) loads.
+        from taggit.managers import TaggableManager  # lazy: optional taggit; Django app loading
     except ImportError:  # taggit is optional
         return None
     try:

@@ -37,23 +37,29 @@ by default in ``DATA_DIR``, outside MEDIA_ROOT; with fewer than ``RERANKER_MIN_D
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import tempfile
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.utils import timezone
+from mlcore.extractor import ExtractorConfig, extract_hashtags
 
 from .conf import hashtags_settings
 from .explain import FEEDBACK
+from .extraction import extractor_config
+from .models import AcceptedTag, Suggestion, SuggestionState
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +112,6 @@ class Example:
 
 def caption_words(captions: Sequence[str]) -> tuple[str, ...]:
     """Content words of the beam captions, in the captioner's own tag vocabulary."""
-    from mlcore.extractor import ExtractorConfig, extract_hashtags
-
     if isinstance(captions, str):
         captions = [captions]
     found = extract_hashtags(list(captions), config=ExtractorConfig(max_tags=30, min_score=0.0)) if captions else []
@@ -203,8 +207,6 @@ def user_history(user_id, *, before=None, exclude_object: tuple[int, str] | None
     if user_id is None:
         return ()
     if rows is None:
-        from .models import AcceptedTag
-
         rows = list(
             AcceptedTag.objects.filter(added_by_id=user_id)
             .values_list("content_type_id", "object_id", "hashtag__name", "created")
@@ -222,8 +224,6 @@ def user_history(user_id, *, before=None, exclude_object: tuple[int, str] | None
 
 def load_examples() -> tuple[list[Example], list[str]]:
     """Every decided suggestion as an Example, plus implicit negatives of proposable tags."""
-    from .models import AcceptedTag, Suggestion, SuggestionState
-
     decided = list(
         Suggestion.objects.filter(analysis__status="done")
         .exclude(state=SuggestionState.PENDING)
@@ -281,8 +281,9 @@ def _held_out(group: int) -> bool:
 
 
 def _fit(examples: list[Example]):
+    # lazy: scikit-learn start-up stays out of web processes until a re-ranker is trained
     from sklearn.feature_extraction import DictVectorizer
-    from sklearn.naive_bayes import BernoulliNB
+    from sklearn.naive_bayes import BernoulliNB  # lazy: scikit-learn start-up, as above
 
     vectorizer = DictVectorizer(sparse=True)
     matrix = vectorizer.fit_transform([features(e.tag, e.words, e.history, e.origin) for e in examples])
@@ -298,7 +299,7 @@ def _mean_rank(order: list[Example]) -> float:
 def evaluate(reranker: Reranker, examples: list[Example]) -> dict:
     """Held-out metrics: classification of the real decisions and ranking of each image's
     decided suggestions (people's order = ``Suggestion.rank``)."""
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score  # lazy: scikit-learn start-up only when training
 
     real = [e for e in examples if e.real]
     probs = reranker.probabilities([features(e.tag, e.words, e.history, e.origin) for e in real])
@@ -329,7 +330,7 @@ def evaluate(reranker: Reranker, examples: list[Example]) -> dict:
 
 def train(min_decisions: int | None = None) -> Reranker:
     """Learn a re-ranker from every decision in the database (raises NotEnoughFeedback)."""
-    import sklearn
+    import sklearn  # lazy: scikit-learn start-up only when training
 
     examples, proposable = load_examples()
     real = [e for e in examples if e.real]
@@ -418,9 +419,9 @@ def to_dict(reranker: Reranker) -> dict[str, Any]:
 
 def from_dict(data: Any, source: str = "re-ranker") -> Reranker:
     """Rebuild the DictVectorizer and BernoulliNB from :func:`to_dict` data (ValueError if malformed)."""
-    import numpy as np
+    # lazy: scikit-learn start-up only when a trained re-ranker is loaded
     from sklearn.feature_extraction import DictVectorizer
-    from sklearn.naive_bayes import BernoulliNB
+    from sklearn.naive_bayes import BernoulliNB  # lazy: scikit-learn start-up, as above
 
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("classifier") != "BernoulliNB":
         raise ValueError(f"{source} is not a re-ranker of format {FORMAT}; train it again")
@@ -533,8 +534,6 @@ def rerank(candidates: Sequence[Any], captions: Sequence[str], user=None, *, pro
     reranker = get_reranker()
     if reranker is None:
         return [_ranked(c, _score(c) or 0.0) for c in candidates]
-    from .inference import extractor_config
-
     user_id = getattr(user, "pk", user)
     return reranker.rerank(candidates, captions, user_history(user_id), propose=propose,
                            blocklist=extractor_config().blocklist)
@@ -545,9 +544,6 @@ def apply_to_suggestion(result, user_id):
     when no re-ranker is trained or it fails (logged; an analysis never fails because of it)."""
     if get_reranker() is None or not getattr(result, "hashtags", None):
         return result
-    import dataclasses
-    import time
-
     started = time.perf_counter()
     try:
         ranked = rerank(result.hashtags, result.captions or [result.caption], user_id)

@@ -10,6 +10,7 @@ from django.db import models, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from mlcore.text import clean_caption
 
 from .models import (
     ACCEPTED_STATES,
@@ -221,8 +222,6 @@ def correct_caption(analysis: ImageAnalysis, text: str | None, user=None) -> Ima
     if text is None:
         analysis.corrected_caption, analysis.corrected_by, analysis.corrected_at = None, None, None
     else:
-        from mlcore.text import clean_caption
-
         text = " ".join(str(text).split())  # one line: the training token file is line-based
         if not text:
             raise InvalidCaption("the caption is empty")

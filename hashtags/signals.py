@@ -20,6 +20,7 @@ from django.db.models.signals import post_delete, post_init, post_save
 from . import registry
 from .conf import hashtags_settings
 from .dispatch import request_analysis, send_analysis
+from .models import AcceptedTag, AnalysisRequest, Hashtag, HashtagOptOut
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ def _on_save(sender, instance, created: bool, raw: bool = False, using=None, **k
     instance.__dict__[ORIGINAL_ATTR] = originals
     if raw or not changed or not hashtags_settings.AUTO_TAG:
         return
-    from .models import HashtagOptOut
 
     if HashtagOptOut.is_opted_out(registry.owner_id(instance)):
         return
@@ -65,8 +65,6 @@ def _on_save(sender, instance, created: bool, raw: bool = False, using=None, **k
 def _on_delete(sender, instance, **kwargs) -> None:
     """A deleted object loses its accepted tags (usage counts drop) and its unanswered analysis
     requests; analyses stay as history."""
-    from .models import AcceptedTag, AnalysisRequest, Hashtag
-
     AnalysisRequest.objects.for_object(instance).delete()
     rows = AcceptedTag.objects.for_object(instance)
     hashtag_ids = list(rows.values_list("hashtag_id", flat=True))

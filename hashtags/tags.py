@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mlcore.extractor import normalize_tag
+
 
 class InvalidTag(ValueError):
     """Text that cannot be a hashtag (empty, only punctuation, blocklisted...)."""
@@ -9,8 +11,6 @@ class InvalidTag(ValueError):
 
 def canonical_name(text: str) -> str:
     """``"#Dogs"`` → mlcore's canonical tag name (no ``#``); raises :class:`InvalidTag`."""
-    from mlcore.extractor import normalize_tag  # mlcore imports numpy; keep Django start-up light
-
     if not isinstance(text, str) or not text.strip().lstrip("#").strip():
         raise InvalidTag("a tag needs at least one letter or digit")
     name = normalize_tag(text)

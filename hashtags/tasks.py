@@ -1,4 +1,5 @@
-"""Celery task: analyse one watched image. Routed to ``HASHTAGS["QUEUE"]`` (``gpu``) by
+"""Celery tasks: analyse one watched image (:mod:`hashtags.analysis_task`), reconcile, retrain the
+re-ranker. The analysis is routed to ``HASHTAGS["QUEUE"]`` (``gpu``) by
 :func:`hashtags.dispatch.enqueue_analysis`.
 
 Run a worker with::
@@ -20,71 +21,18 @@ import threading
 import time
 
 from celery import current_app, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import beat_init, worker_process_init, worker_ready
 from django.conf import settings
 from django.db import connections
 
-from .analysis import TRANSIENT_ERRORS, mark_gave_up, run_analysis
+from .analysis_task import analyze_image, retry_or_give_up  # noqa: F401  (registered with Celery from here)
 from .conf import hashtags_settings
-from .delivery import retry_countdown, warm_up_deadline
+from .delivery import warm_up_deadline
 from .inference import get_captioner
 from .reconcile import reconcile as reconcile_now
+from .reranker import NotEnoughFeedback, describe, train_and_save
 
 logger = logging.getLogger(__name__)
-
-
-@shared_task(
-    bind=True,
-    name="hashtags.analyze_image",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,  # bounded in time instead: TASK_RETRY_MINUTES
-    ignore_result=True,
-)
-def analyze_image(self, app_label: str, model_name: str, pk, field_name: str, force: bool = False,
-                  first_try: float | None = None):
-    """Analyse ``app_label.model_name(pk).field_name`` and store its suggestions.
-
-    ``first_try`` (epoch seconds) is set by the retries: transient errors are retried until
-    ``TASK_RETRY_MINUTES`` have passed since it, however many retries that takes."""
-    first_try = first_try or time.time()
-    try:
-        analysis = run_analysis(app_label, model_name, pk, field_name, force=force,
-                                claim=self.request.id or None)
-    except SoftTimeLimitExceeded:
-        mark_gave_up(app_label, model_name, pk, field_name,
-                     f"analysis timed out after {hashtags_settings.TASK_SOFT_TIME_LIMIT} s")
-        raise
-    except TRANSIENT_ERRORS as exc:
-        raise retry_or_give_up(self, exc, (app_label, model_name, pk, field_name), force, first_try)
-    if analysis is None:
-        return None
-    return {"analysis": analysis.pk, "status": analysis.status}
-
-
-def retry_or_give_up(task, exc: Exception, target: tuple, force: bool, first_try: float) -> Exception:
-    """The exception ``analyze_image`` raises after a transient error: a retry (a countdown that
-    grows with a floor, :func:`hashtags.delivery.retry_countdown`) while the time budget lasts,
-    else the error itself once the failure is recorded. A failure that cannot be recorded (the
-    database is down) is retried again rather than acknowledged as done."""
-    retries = task.request.retries
-    limit = hashtags_settings.TASK_TIME_LIMIT
-    countdown = retry_countdown(retries, limit)
-    spent = time.time() - first_try
-    budget_spent = spent + countdown > 60 * float(hashtags_settings.TASK_RETRY_MINUTES)
-    cap = hashtags_settings.TASK_MAX_RETRIES
-    if budget_spent or (cap is not None and retries >= cap):
-        if mark_gave_up(*target, f"gave up after {retries} retries in {spent:.0f} s: {exc}"):
-            return exc
-        logger.error("hashtags: %s.%s %s: retries spent and the failure cannot be recorded (%s); retrying",
-                     target[0], target[1], target[2], exc)
-        countdown = retry_countdown(retries + 10, limit)  # the longest wait
-    else:
-        logger.warning("hashtags: %s.%s %s: %s; retry %d in %.0f s", target[0], target[1], target[2], exc,
-                       retries + 1, countdown)
-    return task.retry(exc=exc, countdown=countdown, max_retries=None,
-                      kwargs={"force": force, "first_try": first_try})
 
 
 @worker_process_init.connect
@@ -147,8 +95,6 @@ def reconcile_on_start(sender=None, **kwargs) -> None:
 def train_reranker() -> dict:
     """Retrain the feedback re-ranker (:mod:`hashtags.reranker`) from every decision so far; with
     too little feedback it keeps the current state (no model, or the last one) and says why."""
-    from .reranker import NotEnoughFeedback, describe, train_and_save
-
     try:
         reranker, path = train_and_save()
     except NotEnoughFeedback as exc:

@@ -52,12 +52,18 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Cast, Coalesce, Concat, NullIf
+from django.dispatch import Signal
 from django.utils import timezone
+from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, read_info
 
 from .conf import hashtags_settings
 from .models import ImageAnalysis, ModelVersion, ServingReason, Suggestion, SuggestionState
 
 logger = logging.getLogger(__name__)
+
+# Sent (after commit) when this process switched the serving model version; the per-process
+# model cache (:mod:`hashtags.inference`) listens and asks the registry again on its next use.
+serving_switched = Signal()
 
 DECIDED_STATES = (SuggestionState.ACCEPTED, SuggestionState.REJECTED, SuggestionState.EDITED)
 
@@ -70,16 +76,12 @@ class VersionError(ValueError):
 
 def configured_model_dir() -> Path:
     """``HASHTAGS["MODEL_DIR"]`` if set, else the model shipped with mlcore (absolute)."""
-    from mlcore.artifact import DEFAULT_MODEL_DIR
-
     configured = hashtags_settings.MODEL_DIR
     return Path(configured).expanduser().resolve() if configured else Path(DEFAULT_MODEL_DIR).resolve()
 
 
 def _info(path: Path):
     """``model.json`` of an artifact, checked; raises mlcore's ArtifactError naming the problem."""
-    from mlcore.artifact import read_info
-
     return read_info(path)
 
 
@@ -134,8 +136,6 @@ def register(path: str | Path, notes: str = "", *, user=None, metrics: dict | No
 
 
 def _still_holds(row: ModelVersion) -> bool:
-    from mlcore.artifact import ArtifactError
-
     try:
         return _info(Path(row.path)).version == row.version
     except ArtifactError:
@@ -180,17 +180,13 @@ def _switch(target: ModelVersion, reason: str, user=None) -> ModelVersion:
 
 
 def _notify_this_process() -> None:
-    from .inference import serving_changed
-
-    serving_changed()
+    serving_switched.send(sender=ModelVersion)
 
 
 def promote(version_or_obj: str | ModelVersion, user=None, *, reason: str = ServingReason.PROMOTED) -> ModelVersion:
     """Serve this version from now on (pinned: MODEL_DIR no longer decides). Its artifact must be
     readable here; workers pick it up at their next task."""
     target = get_version(version_or_obj)
-    from mlcore.artifact import ArtifactError
-
     try:
         info = _info(Path(target.path))
     except ArtifactError as exc:

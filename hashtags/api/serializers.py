@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from ..explain import SOURCE_CHOICES
 from ..models import AcceptedTag, ImageAnalysis, Suggestion
+from ..versions import stats_of
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -177,6 +178,4 @@ class ModelVersionSerializer(serializers.Serializer):
         return obj.previous.version if obj.previous_id else None
 
     def get_stats(self, obj) -> dict:
-        from ..versions import stats_of
-
         return ModelVersionStatsSerializer(stats_of(obj)).data

@@ -12,9 +12,13 @@ the same bytes analysed under an older file name (a re-upload) count as analysed
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
+from mlcore.artifact import ArtifactError
 from tqdm import tqdm
 
+from ...analysis import run_analysis
 from ...conf import hashtags_settings
+from ...dispatch import enqueue_analysis
+from ...inference import get_captioner
 from ...reconcile import images_without_analysis, matches_by_content, without_opted_out
 from ...registry import get_watched_model, watched_models
 
@@ -31,10 +35,6 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=500)
 
     def handle(self, *args, limit=None, sync=False, model=None, retry_failed=False, batch_size=500, **options):
-        from ...analysis import run_analysis
-        from ...dispatch import enqueue_analysis
-        from ...inference import get_captioner
-
         models = watched_models()
         if model:
             chosen = get_watched_model(model)
@@ -43,7 +43,6 @@ class Command(BaseCommand):
             models = {chosen: models[chosen]}
         if not models:
             raise CommandError("HASHTAGS['WATCH'] is empty: nothing to backfill")
-        from mlcore.artifact import ArtifactError
 
         try:
             version = get_captioner().model_version

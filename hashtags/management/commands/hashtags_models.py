@@ -15,6 +15,10 @@ import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from mlcore.artifact import ArtifactError
+
+from ... import versions
+from ...models import ModelVersion
 
 
 def _number(value) -> str:
@@ -45,10 +49,6 @@ class Command(BaseCommand):
         sub.add_parser("rollback", help="Serve the version that served before the current one.")
 
     def handle(self, *args, action: str, **options):
-        from mlcore.artifact import ArtifactError
-
-        from ... import versions
-
         try:
             if action == "list":
                 self._list()
@@ -68,8 +68,6 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def _promote(self, version) -> None:
-        from ... import versions
-
         row = versions.promote(version)
         previous = f" (was {row.previous.version})" if row.previous_id else ""
         self.stdout.write(self.style.SUCCESS(
@@ -87,11 +85,6 @@ class Command(BaseCommand):
         return data
 
     def _list(self) -> None:
-        from mlcore.artifact import ArtifactError
-
-        from ... import versions
-        from ...models import ModelVersion
-
         try:
             versions.serving_version()  # registers the configured model on a fresh install
         except ArtifactError as exc:
