@@ -1,6 +1,6 @@
 """People's decisions → a training dataset in the Flickr8k layout (``training --extra-data DIR``).
 
-Layout written under ``DIR`` (what :class:`training.flickr8k.Flickr8k` reads)::
+Layout written under ``DIR`` (file names from :mod:`mlcore.dataset_layout`, which :class:`training.flickr8k.Flickr8k` reads)::
 
     Flicker8k_Dataset/<sha256>.jpg            the image, named by the sha256 of its stored content
     Flickr8k_text/Flickr8k.token.txt          <sha256>.jpg#N<TAB>caption
@@ -58,28 +58,21 @@ from datetime import datetime
 from pathlib import Path
 
 from django.db.models import Q
-from mlcore.extractor import ExtractorConfig, extract_hashtags, normalize_tag
+from mlcore.dataset_layout import IMAGE_DIR, SPLIT_FILES, TAGS_FILE, TAGS_HEADER, TOKEN_FILE
+from mlcore.extractor import EVERY_TAG, extract_hashtags, normalize_tag
 from mlcore.text import clean_caption
 from PIL import Image
 from tqdm import tqdm
 
-from .models import HashtagOptOut, ImageAnalysis, Suggestion, SuggestionState
+from .models import ACCEPTED_STATES, DECIDED_STATES, HashtagOptOut, ImageAnalysis, Suggestion, SuggestionState
 from .registry import owner_id
 
 logger = logging.getLogger(__name__)
 
-IMAGE_DIR = "Flicker8k_Dataset"
-TOKEN_FILE = "Flickr8k_text/Flickr8k.token.txt"
-TRAIN_FILE = "Flickr8k_text/Flickr_8k.trainImages.txt"
-DEV_FILE = "Flickr8k_text/Flickr_8k.devImages.txt"
-TEST_FILE = "Flickr8k_text/Flickr_8k.testImages.txt"
-TAGS_FILE = "tags.tsv"
-TAGS_HEADER = "image\taccepted\trejected\tadded\tedited"
+TRAIN_FILE, DEV_FILE, TEST_FILE = SPLIT_FILES["train"], SPLIT_FILES["dev"], SPLIT_FILES["test"]
 HELD_BACK_MODULO = 10  # one image in ten (by content hash) is held back for evaluation
 
 _SHA_NAME = re.compile(r"^[0-9a-f]{64}\.jpg$")
-POSITIVE_STATES = (SuggestionState.ACCEPTED, SuggestionState.EDITED, SuggestionState.ADDED)
-DECIDED_STATES = (*POSITIVE_STATES, SuggestionState.REJECTED)
 
 
 @dataclass
@@ -103,7 +96,7 @@ class TagDecisions:
                 latest.pop(s.replaced.name, None)
         decisions = cls()
         for name, s in latest.items():
-            if s.state in POSITIVE_STATES:
+            if s.state in ACCEPTED_STATES:
                 decisions.accepted.add(name)
             else:
                 decisions.rejected.add(name)
@@ -127,7 +120,7 @@ def feedback_caption(caption: str, decisions: TagDecisions) -> str | None:
         else:
             words.append(word)
     text = " ".join(words)
-    if not extract_hashtags(text, config=ExtractorConfig(max_tags=30, min_score=0.0)):
+    if not extract_hashtags(text, config=EVERY_TAG):
         return None
     return text
 

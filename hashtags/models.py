@@ -238,8 +238,13 @@ class SuggestionState(models.TextChoices):
     ADDED = "added", _("added by a person")
 
 
+# The one definition of what the states mean, for every reader (services, export, statistics).
 # A person keeps the tag: as suggested, as edited, or added themselves.
 ACCEPTED_STATES = (SuggestionState.ACCEPTED, SuggestionState.EDITED, SuggestionState.ADDED)
+# Every decision a person made (all but pending).
+DECIDED_STATES = (*ACCEPTED_STATES, SuggestionState.REJECTED)
+# A person ruled on a tag the model suggested (its acceptance rate); added tags were never suggested.
+REVIEWED_STATES = (SuggestionState.ACCEPTED, SuggestionState.REJECTED, SuggestionState.EDITED)
 
 
 class Suggestion(models.Model):

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.utils import timezone
-from mlcore.extractor import ExtractorConfig, extract_hashtags
+from mlcore.extractor import EVERY_TAG, extract_hashtags
 
 from .conf import hashtags_settings
 from .explain import FEEDBACK
@@ -114,7 +114,7 @@ def caption_words(captions: Sequence[str]) -> tuple[str, ...]:
     """Content words of the beam captions, in the captioner's own tag vocabulary."""
     if isinstance(captions, str):
         captions = [captions]
-    found = extract_hashtags(list(captions), config=ExtractorConfig(max_tags=30, min_score=0.0)) if captions else []
+    found = extract_hashtags(list(captions), config=EVERY_TAG) if captions else []
     return tuple(sorted(h.name for h in found))
 
 

@@ -57,7 +57,7 @@ from django.utils import timezone
 from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, read_info
 
 from .conf import hashtags_settings
-from .models import ImageAnalysis, ModelVersion, ServingReason, Suggestion, SuggestionState
+from .models import REVIEWED_STATES, ImageAnalysis, ModelVersion, ServingReason, Suggestion, SuggestionState
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,6 @@ logger = logging.getLogger(__name__)
 # model cache (:mod:`hashtags.inference`) listens and asks the registry again on its next use.
 serving_switched = Signal()
 
-DECIDED_STATES = (SuggestionState.ACCEPTED, SuggestionState.REJECTED, SuggestionState.EDITED)
 
 
 class VersionError(ValueError):
@@ -266,7 +265,7 @@ def serving_target() -> ServingTarget:
 
 def _decided_by_people(**filters) -> QuerySet:
     return Suggestion.objects.filter(
-        model_version=OuterRef("version"), decided_by__isnull=False, state__in=DECIDED_STATES, **filters
+        model_version=OuterRef("version"), decided_by__isnull=False, state__in=REVIEWED_STATES, **filters
     ).order_by()
 
 

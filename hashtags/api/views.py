@@ -6,6 +6,7 @@ import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -17,12 +18,16 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from .. import services
+from mlcore.artifact import ArtifactError
+from mlcore.images import ImageError
+
+from .. import services, versions
 from ..conf import hashtags_settings
 from ..dispatch import enqueue_analysis
 from ..explain import caption_is_uncertain
+from ..inference import suggest
 from ..models import AcceptedTag, Hashtag, HashtagOptOut, ModelVersion, Suggestion
-from ..query import current_analyses, suggestions_of, trending
+from ..query import current_analyses, suggestions_of, tags_for_many, trending
 from ..registry import content_type_for, content_type_key, get_watched_model, watched_fields, watched_models
 from ..tags import InvalidTag, canonical_name
 from .permissions import CanPromoteModel, CanReviewObject, read_permissions, tag_image_permissions
@@ -71,7 +76,6 @@ def post_ref(obj, request, tags: list[str] | None = None) -> dict:
                 image_url = None
     if tags is None:
         tags = [a.hashtag.tag for a in AcceptedTag.objects.for_object(obj).select_related("hashtag").order_by("hashtag__name")]
-    from django.urls import reverse
 
     return {
         "content_type": content_type_key(obj),
@@ -114,10 +118,7 @@ class TagImageView(APIView):
         },
     )
     def post(self, request):
-        from mlcore.artifact import ArtifactError
-        from mlcore.images import ImageError
 
-        from ..inference import suggest
 
         limit = hashtags_settings.MAX_UPLOAD_BYTES
         if request_too_large(request, limit + MULTIPART_OVERHEAD):  # before the body is read at all
@@ -392,7 +393,6 @@ class PostsByTagView(Throttled, generics.GenericAPIView):
         return Response(results)
 
     def _describe(self, rows: list[AcceptedTag], request) -> list[dict]:
-        from ..query import tags_for_many
 
         by_model: dict[type, list[str]] = {}
         for row in rows:
@@ -491,9 +491,7 @@ class ModelVersionListView(Throttled, APIView):
 
     @extend_schema(responses={200: ModelVersionSerializer(many=True)})
     def get(self, request):
-        from mlcore.artifact import ArtifactError
 
-        from .. import versions
 
         try:
             versions.serving_version()  # an install that never analysed anything still lists its model
@@ -510,7 +508,6 @@ class ModelVersionPromoteView(Throttled, APIView):
 
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 400: ErrorSerializer, 404: ErrorSerializer})
     def post(self, request, version):
-        from .. import versions
 
         if not ModelVersion.objects.filter(version=version).exists():
             return error(f"no registered model version {version!r}", status.HTTP_404_NOT_FOUND)
@@ -529,7 +526,6 @@ class ModelVersionRollbackView(Throttled, APIView):
 
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 400: ErrorSerializer})
     def post(self, request):
-        from .. import versions
 
         try:
             restored = versions.rollback(request.user)
