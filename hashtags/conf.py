@@ -25,8 +25,8 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a process trusts its answer to "which model version serves?" before asking the
     # database again; every analysis task asks at its start anyway.
     "MODEL_CHECK_INTERVAL": 10,
-    # Local ResNet50 ImageNet weights file for artifacts with a ResNet50 encoder (exported to
-    # MLCORE_RESNET50_WEIGHTS before the model loads); None = Keras' own download.
+    # Local ResNet50 ImageNet weights file for artifacts with a ResNet50 encoder (passed to
+    # Captioner.load); None = $MLCORE_RESNET50_WEIGHTS if set, else Keras' own download.
     "RESNET50_WEIGHTS": None,
     # Decoding and hashtag extraction.
     "BEAM_WIDTH": None,  # None = the model's own default (the shipped model: 8)

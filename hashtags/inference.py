@@ -111,18 +111,18 @@ def get_captioner(refresh: bool = False):
         tag_views = hashtags_settings.TAG_VIEWS
         extra_heads = bool(hashtags_settings.EXTRA_TAG_HEADS)
         classifier = bool(hashtags_settings.CLASSIFIER_TAGS)
-        key = f"{_artifact_key(model_dir)}|{precision}|{tag_views}|{extra_heads}|{classifier}"
+        resnet50_weights = hashtags_settings.RESNET50_WEIGHTS or None
+        key = f"{_artifact_key(model_dir)}|{precision}|{tag_views}|{extra_heads}|{classifier}|{resnet50_weights}"
         if _cache["captioner"] is not None and _cache["key"] == key:
             return _cache["captioner"]
-        if hashtags_settings.RESNET50_WEIGHTS:
-            os.environ["MLCORE_RESNET50_WEIGHTS"] = str(hashtags_settings.RESNET50_WEIGHTS)
         _enable_memory_growth()
         from mlcore.captioner import Captioner  # lazy: the captioner pulls in TensorFlow/keras; only loaded when a model is needed
 
         started = time.perf_counter()
         _cache.update(key=None, captioner=None)  # let the old model go before the new one loads
         captioner = Captioner.load(model_dir, precision=precision, tag_views=tag_views,
-                                   extra_tag_heads=extra_heads, classifier=classifier)
+                                   extra_tag_heads=extra_heads, classifier=classifier,
+                                   resnet50_weights=resnet50_weights)
         logger.info(
             "loaded captioner %s from %s (pid %s) in %.1fs", captioner.model_version, model_dir or "the shipped model",
             os.getpid(), time.perf_counter() - started,
