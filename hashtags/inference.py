@@ -76,17 +76,14 @@ def _serving_dir(refresh: bool) -> str | None:
     return target
 
 
-def serving_changed() -> None:
-    """Ask the registry again on the next :func:`get_captioner` call (called after a promotion
-    in this process; other processes notice within ``MODEL_CHECK_INTERVAL`` or at their next task)."""
+def serving_changed(sender=None, **kwargs) -> None:
+    """Ask the registry again on the next :func:`get_captioner` call (the ``serving_switched``
+    receiver: a promotion in this process; other processes notice within ``MODEL_CHECK_INTERVAL``
+    or at their next task)."""
     _cache["checked"] = None
 
 
-def _on_serving_switched(sender, **kwargs) -> None:
-    serving_changed()
-
-
-serving_switched.connect(_on_serving_switched, dispatch_uid="hashtags.inference.serving_changed")
+serving_switched.connect(serving_changed, dispatch_uid="hashtags.inference.serving_changed")
 
 
 def _enable_memory_growth() -> None:

@@ -8,10 +8,7 @@ Run a worker with::
     celery -A project worker -Q gpu --concurrency=1 --loglevel=info      # prefork, 1 child
     celery -A project beat --loglevel=info                               # one: the reconciler's schedule
 
-``acks_late``: a worker that dies mid-task gets the message redelivered (after the broker's
-visibility timeout on Redis, :mod:`hashtags.delivery`); the task is idempotent and claims its
-analysis before the model runs (see :mod:`hashtags.analysis`). Transient errors retry with a
-growing countdown for ``TASK_RETRY_MINUTES``; bad images do not.
+The analysis task's delivery (``acks_late``, retries) is described in :mod:`hashtags.analysis_task`.
 """
 
 from __future__ import annotations
