@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
-from mlcore.fusion import LOW_CAPTION_CONFIDENCE
+from mlcore.thresholds import LOW_CAPTION_CONFIDENCE
 
 DEFAULTS: dict[str, Any] = {
     # Image fields to watch, as "app_label.Model.field". Saving one of these models with a new image

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlcore import thresholds
 from mlcore.artifact import ArtifactError, write_json_atomically
 from mlcore.classes import ClassTagMap, class_tag_map
 from mlcore.decoding import CaptionSet
@@ -34,8 +35,10 @@ from mlcore.extractor import (SOURCES, ExtractorConfig, Hashtag, canonical_word,
 FUSION_FILE = "fusion.json"
 FORMAT = "mlcore.fusion/1"
 
-#: Below this caption confidence the caption is marked as uncertain (not shown as fact).
-LOW_CAPTION_CONFIDENCE = 0.5
+#: Below this caption confidence the caption is marked as uncertain (defined in the TF-free
+#: :mod:`mlcore.thresholds` so the app's settings can read it without TensorFlow).
+LOW_CAPTION_CONFIDENCE = thresholds.LOW_CAPTION_CONFIDENCE
+
 #: A source is named as a reason for a tag when its own probability for it reaches this.
 SOURCE_MIN_PROBABILITY = 0.05
 #: Classifier tags considered per image: those the classifier gives at least this probability.

@@ -1,5 +1,11 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management.utils import get_random_secret_key
 from django.test import override_settings
 
 from hashtags.conf import DEFAULTS, hashtags_settings
@@ -86,7 +92,7 @@ def test_model_switches_must_be_bools(name, error_id):
 
 
 def test_min_caption_confidence_defaults_to_mlcores_and_must_be_a_fraction():
-    from mlcore.fusion import LOW_CAPTION_CONFIDENCE
+    from mlcore.thresholds import LOW_CAPTION_CONFIDENCE
 
     from hashtags.checks import check_settings
 
@@ -99,3 +105,16 @@ def test_min_caption_confidence_defaults_to_mlcores_and_must_be_a_fraction():
     for good in (0, 0.35, 1):
         with override_settings(HASHTAGS={"MIN_CAPTION_CONFIDENCE": good}):
             assert check_settings() == [], good
+
+
+def test_django_setup_of_the_demo_does_not_start_tensorflow():
+    """Web processes, manage.py commands and the admin read the settings' defaults at
+    ``django.setup()``; only a worker that runs the model should pay for TensorFlow."""
+    code = ("import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'project.settings'; django.setup(); "
+            "import sys; print('tensorflow' in sys.modules)")
+    env = {**os.environ, "DJANGO_SECRET_KEY": get_random_secret_key(), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
