@@ -64,7 +64,7 @@ from mlcore.text import clean_caption
 from PIL import Image
 from tqdm import tqdm
 
-from .models import ACCEPTED_STATES, DECIDED_STATES, HashtagOptOut, ImageAnalysis, Suggestion, SuggestionState
+from .models import DECIDED_STATES, HashtagOptOut, ImageAnalysis, Outcome, Suggestion, SuggestionState
 from .registry import owner_id
 
 logger = logging.getLogger(__name__)
@@ -89,21 +89,24 @@ class TagDecisions:
         """Latest decision per tag wins (suggestions of several analyses of one image)."""
         latest: dict[str, Suggestion] = {}
         for s in sorted(suggestions, key=lambda s: (s.decided_at is not None, s.decided_at or 0, s.pk)):
-            if s.state == SuggestionState.PENDING:
+            outcomes = s.outcomes()
+            if not outcomes:  # pending
                 continue
             latest[s.hashtag.name] = s
-            if s.is_edited:
-                latest.pop(s.replaced.name, None)
+            for tag, outcome in outcomes:
+                if outcome is Outcome.REPLACED:  # the edit is the latest word on the tag it replaced
+                    latest.pop(tag, None)
         decisions = cls()
         for name, s in latest.items():
-            if s.state in ACCEPTED_STATES:
-                decisions.accepted.add(name)
-            else:
-                decisions.rejected.add(name)
-            if s.state == SuggestionState.ADDED:
-                decisions.added.add(name)
-            if s.is_edited:
-                decisions.edited[s.replaced.name] = name
+            for tag, outcome in s.outcomes():  # the label rule: hashtags.models.Outcome
+                if outcome is Outcome.REPLACED:
+                    decisions.edited[tag] = name
+                elif outcome.kept:
+                    decisions.accepted.add(tag)
+                else:
+                    decisions.rejected.add(tag)
+                if outcome is Outcome.ADDED:
+                    decisions.added.add(tag)
         return decisions
 
 

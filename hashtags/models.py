@@ -7,6 +7,8 @@ field can be watched, whatever its primary key type.
 
 from __future__ import annotations
 
+import enum
+
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
@@ -247,6 +249,28 @@ DECIDED_STATES = (*ACCEPTED_STATES, SuggestionState.REJECTED)
 REVIEWED_STATES = (SuggestionState.ACCEPTED, SuggestionState.REJECTED, SuggestionState.EDITED)
 
 
+class Outcome(enum.Enum):
+    """What one decided suggestion says about one tag (:meth:`Suggestion.outcomes`): the one rule
+    the re-ranker's labels and the training export both read."""
+
+    KEPT = "kept"  # suggested, and the person kept it as suggested
+    REJECTED = "rejected"  # suggested, and the person refused it
+    REPLACED = "replaced"  # suggested, and the person's edit put another tag in its place
+    EDITED_TO = "edited_to"  # the tag the person's edit put in place of a suggested one
+    ADDED = "added"  # the person added it; it was not suggested
+
+    @property
+    def kept(self) -> bool:
+        """The tag stays on the image."""
+        return self in (Outcome.KEPT, Outcome.EDITED_TO, Outcome.ADDED)
+
+    @property
+    def suggested(self) -> bool:
+        """The model suggested this tag (people saw it at the suggestion's rank)."""
+        return self in (Outcome.KEPT, Outcome.REJECTED, Outcome.REPLACED)
+
+
+
 class Suggestion(models.Model):
     """A tag proposed for an analysed image, and what a person decided about it."""
 
@@ -292,6 +316,21 @@ class Suggestion(models.Model):
     def is_edited(self) -> bool:
         """A person's edit that keeps the model's suggested tag in ``replaced``."""
         return self.state == SuggestionState.EDITED and bool(self.replaced_id)
+
+    def outcomes(self) -> list[tuple[str, Outcome]]:
+        """Each tag name this decision is about, with its :class:`Outcome` (none while pending).
+
+        An edit speaks of two tags: the suggested one it replaced and the person's own. An edited
+        row that lost its replaced tag counts as kept, as an accepted one does."""
+        if self.state == SuggestionState.PENDING:
+            return []
+        if self.state == SuggestionState.REJECTED:
+            return [(self.hashtag.name, Outcome.REJECTED)]
+        if self.is_edited:
+            return [(self.replaced.name, Outcome.REPLACED), (self.hashtag.name, Outcome.EDITED_TO)]
+        if self.state == SuggestionState.ADDED:
+            return [(self.hashtag.name, Outcome.ADDED)]
+        return [(self.hashtag.name, Outcome.KEPT)]
 
     def undo_edit(self) -> None:
         """Put the suggested tag back in place of the person's edit (the caller saves)."""

@@ -12,8 +12,9 @@ scikit-learn :class:`~sklearn.naive_bayes.BernoulliNB` over binary features from
   the person's history as their metadata;
 - ``origin=candidate`` / ``origin=absent``  whether the captioner suggested the tag at all.
 
-**Labels.** Accepted, edited-to and added tags are 1; rejected tags are 0, and so is the tag an
-edit replaced (the person did not keep it as suggested). Tags people *keep adding* (added or
+**Labels.** A tag's label is whether it was kept (:class:`hashtags.models.Outcome`, the rule the
+training export reads too): accepted, edited-to and added tags are 1; rejected tags are 0, and so
+is the tag an edit replaced (the person did not keep it as suggested). Tags people *keep adding* (added or
 edited-to at least ``PROPOSE_MIN_COUNT`` times) are "proposable": on every decided image that does
 not carry one, it is an implicit 0 with ``origin=absent``, so the model also learns when to propose
 a tag the captioner never says. Only real decisions count towards ``RERANKER_MIN_DECISIONS``.
@@ -252,17 +253,12 @@ def load_examples() -> tuple[list[Example], list[str]]:
                 rows=history_rows.get(s.decided_by_id, []),
             )
         common = {"group": a.pk, "words": words_of[a.pk], "history": history_of[key]}
-        if s.state == SuggestionState.REJECTED:
-            new = [Example(tag=s.hashtag.name, label=0, rank=s.rank, **common)]
-        elif s.is_edited:
-            added_counts[s.hashtag.name] += 1
-            new = [Example(tag=s.replaced.name, label=0, rank=s.rank, **common),
-                   Example(tag=s.hashtag.name, label=1, origin="absent", **common)]
-        elif s.state == SuggestionState.ADDED:
-            added_counts[s.hashtag.name] += 1
-            new = [Example(tag=s.hashtag.name, label=1, origin="absent", **common)]
-        else:
-            new = [Example(tag=s.hashtag.name, label=1, rank=s.rank, **common)]
+        new = []
+        for tag, outcome in s.outcomes():  # the label rule: hashtags.models.Outcome
+            if not outcome.suggested:  # the person's own tag (added, or edited to)
+                added_counts[tag] += 1
+            new.append(Example(tag=tag, label=int(outcome.kept), rank=s.rank if outcome.suggested else None,
+                               origin="candidate" if outcome.suggested else "absent", **common))
         examples.extend(new)
         by_analysis[a.pk].extend(new)
 

@@ -3,7 +3,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
 from hashtags import services
-from hashtags.models import AcceptedTag, Hashtag, ImageAnalysis, Suggestion
+from hashtags.models import AcceptedTag, Hashtag, ImageAnalysis, Outcome, Suggestion
 from hashtags.query import current_analysis, filter_by_tag, tags_for
 from hashtags.registry import content_type_for
 from hashtags.tags import InvalidTag
@@ -150,6 +150,27 @@ def test_added_tag_and_removal(recording, make_post, user):
     assert services.remove_tag(post, Hashtag.objects.get(name="dog"), user)
     assert analysis.suggestions.get(hashtag__name="dog").state == "rejected"
     assert [t.name for t in tags_for(post)] == ["frisbee"]
+
+
+def test_each_decision_says_which_tags_were_kept(recording, make_post, user):
+    post = make_post()
+    analysis = analysis_for(post, ("dog", "grass", "ball", "sky"))
+    dog, grass, ball, sky = (analysis.suggestions.get(hashtag__name=n) for n in ("dog", "grass", "ball", "sky"))
+    services.accept(dog, user)
+    services.reject(grass, user)
+    services.edit(ball, "#frisbee", user)
+    _, added = services.add_tag(post, "#park", user)
+
+    outcomes = [Suggestion.objects.get(pk=s.pk).outcomes() for s in (dog, grass, ball, sky, added)]
+    assert outcomes == [
+        [("dog", Outcome.KEPT)],
+        [("grass", Outcome.REJECTED)],
+        [("ball", Outcome.REPLACED), ("frisbee", Outcome.EDITED_TO)],
+        [],  # pending: no decision yet
+        [("park", Outcome.ADDED)],
+    ]
+    assert [o for o in Outcome if o.kept] == [Outcome.KEPT, Outcome.EDITED_TO, Outcome.ADDED]
+    assert [o for o in Outcome if o.suggested] == [Outcome.KEPT, Outcome.REJECTED, Outcome.REPLACED]
 
 
 def test_a_tag_added_after_a_new_upload_goes_to_the_new_images_analysis(recording, make_post, user):
