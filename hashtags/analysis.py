@@ -26,7 +26,7 @@ from django.utils import timezone
 from mlcore.artifact import ArtifactError
 from mlcore.images import ImageError
 
-from . import services
+from . import events, services
 from .conf import hashtags_settings
 from .delivery import MAX_ATTEMPTS, claim_expires_after
 from .inference import get_captioner, suggest
@@ -159,6 +159,7 @@ def _analyse(model, pk, field_name: str, force: bool, claim: str) -> tuple[Image
     result = suggest(data, captioner)
     if isinstance(result, ImageError):
         analysis.mark_failed(str(result))
+        events.send_analysis_finished(analysis)
         logger.info("hashtags: analysis %s failed: %s", analysis.pk, result)
         return analysis, True
     result = apply_reranker(result, owner_id(obj))  # unchanged unless a re-ranker was trained
@@ -202,6 +203,7 @@ def claim_analysis(analysis_pk: int, claim: str, *, image_name: str, force: bool
         Q(claimed_by=claim) | _claimable(False))
     if abandoned.update(status=AnalysisStatus.FAILED, finished=Now(), error=(
             f"gave up after {MAX_ATTEMPTS} attempts: the worker died or exceeded the time limit each time")[:2000]):
+        events.send_analysis_finished(analysis_pk)
         return False
     claimable = _claimable(force) | Q(status=AnalysisStatus.RUNNING, claimed_by=claim)
     return bool(rows.filter(claimable).update(
@@ -288,6 +290,7 @@ def _record_unreadable(key: dict, image_name: str, error: str) -> ImageAnalysis:
         image_name=image_name, attempts=F("attempts") + 1, started=Coalesce("started", Now()))
     analysis.refresh_from_db()
     analysis.mark_failed(error)
+    events.send_analysis_finished(analysis)
     logger.info("hashtags: analysis %s failed: %s", analysis.pk, error)
     return analysis
 
@@ -336,6 +339,7 @@ def _store(analysis_pk: int, result, timings: dict, claim: str | None = None) ->
     analysis.timings = timings
     analysis.status, analysis.error, analysis.finished = "done", "", timezone.now()
     analysis.save()
+    events.send_analysis_finished(analysis)
     for suggestion in to_accept:
         services.accept(suggestion, None, source=AcceptedTagSource.AUTO)
 
@@ -350,6 +354,7 @@ def mark_gave_up(app_label: str, model_name: str, pk, field_name: str, error: st
             status__in=[AnalysisStatus.PENDING, AnalysisStatus.RUNNING])
         for analysis in analyses:
             analysis.mark_failed(error)
+            events.send_analysis_finished(analysis)
         requests = AnalysisRequest.objects.for_field(model, pk, field_name)
         if analyses:
             requests.delete()  # answered by the recorded failure

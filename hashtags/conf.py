@@ -69,6 +69,9 @@ DEFAULTS: dict[str, Any] = {
     "RECONCILE_EVERY": 120,
     # Load the model when a worker process starts (after fork) instead of on the first task.
     "WARM_WORKER": True,
+    # Load and run the model once when a web process starts (wsgi.py / asgi.py call
+    # hashtags.inference.warm_for_server) if the site serves POST tag-image/: no cold first request.
+    "WARM_AT_STARTUP": True,
     # Analyse new images automatically on save.
     "AUTO_TAG": True,
     # Suggestions scoring at least this much are accepted without a person (None = never).

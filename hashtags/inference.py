@@ -16,6 +16,7 @@ it) the configured ``MODEL_DIR`` / shipped model is used, as before the registry
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import os
 import threading
@@ -23,9 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
+from django.urls import NoReverseMatch, reverse
 from mlcore.artifact import ArtifactError
 from mlcore.images import DEFAULT_MAX_PIXELS, ImageError, load_image
+from PIL import Image
 
 from .conf import hashtags_settings
 from .extraction import extractor_config
@@ -155,3 +158,48 @@ def suggest(image, captioner=None, *, max_pixels: int | None = None) -> Any:
     if isinstance(result, ImageError):
         return result
     return dataclasses.replace(result, timings={**(result.timings or {}), "load_s": load_s})
+
+
+def warm_up() -> bool:
+    """Load the serving model and run it once on a small blank image, so that the first real
+    request pays neither the load nor TensorFlow's first-call tracing. False (logged) when the
+    model cannot load here; the process starts anyway and requests report the problem."""
+    started = time.perf_counter()
+    blank = io.BytesIO()
+    Image.new("RGB", (64, 64), (127, 127, 127)).save(blank, format="PNG")
+    try:
+        result = suggest(blank.getvalue(), get_captioner(refresh=True))
+    except Exception:
+        logger.exception("hashtags: could not warm the model up at start-up; the first request loads it")
+        return False
+    finally:
+        connections.close_all()  # the start-up thread's registry query; requests open their own
+    if isinstance(result, ImageError):
+        logger.warning("hashtags: warm-up image refused (%s)", result)
+        return False
+    logger.info("hashtags: model warmed up at start-up in %.1fs (pid %s)", time.perf_counter() - started, os.getpid())
+    return True
+
+
+def serves_tag_image() -> bool:
+    """The site's URLconf routes ``POST tag-image/`` (the synchronous endpoint that needs the model)."""
+    try:
+        reverse("hashtags-api:tag-image")
+    except NoReverseMatch:
+        return False
+    return True
+
+
+def warm_for_server() -> bool:
+    """Call from ``wsgi.py`` / ``asgi.py`` after the application is made: warms the model when
+    ``HASHTAGS["WARM_AT_STARTUP"]`` is on and the site serves ``tag-image/``.
+
+    Not in ``AppConfig.ready()``: that also runs for every ``manage.py`` command, the test suite and
+    the Celery parent, which must not load TensorFlow before it forks (workers warm after the fork,
+    :func:`hashtags.tasks.warm_model`). ``wsgi.py`` / ``asgi.py`` are imported by the serving
+    processes only (gunicorn/uvicorn workers, and ``runserver`` through ``WSGI_APPLICATION``), before
+    they accept a request. Under ``gunicorn --preload`` they run in the master before the fork: turn
+    the setting off there."""
+    if not hashtags_settings.WARM_AT_STARTUP or not serves_tag_image():
+        return False
+    return warm_up()

@@ -31,6 +31,7 @@ from django.db.models import CharField, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Cast, Coalesce, Now
 from django.utils import timezone
 
+from . import events
 from .analysis import abandoned_before, content_hash, read_image_bytes
 from .conf import hashtags_settings
 from .delivery import MAX_ATTEMPTS, resend_after, visibility_timeout
@@ -140,6 +141,7 @@ def reconcile(*, limit: int = 1000) -> Reconciled:
             ImageAnalysis.objects.filter(pk=analysis.pk, status=analysis.status).update(
                 status=AnalysisStatus.FAILED, finished=Now(),
                 error=f"gave up after {analysis.attempts} attempts: the worker died or exceeded the time limit each time")
+            events.send_analysis_finished(analysis)
             report.given_up += 1
             continue
         model = watched.get(analysis.content_type_id)

@@ -12,6 +12,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from mlcore.text import clean_caption
 
+from . import events
 from .models import (
     ACCEPTED_STATES,
     AcceptedTag,
@@ -46,6 +47,7 @@ def add_accepted_tag(obj: models.Model, hashtag: Hashtag, *, source: str, user=N
         manager = taggit_manager(obj)
         if manager is not None:
             manager.add(hashtag.name)
+        events.send_accepted_tags_changed(obj)
     return accepted
 
 
@@ -57,6 +59,7 @@ def remove_accepted_tag(obj: models.Model, hashtag: Hashtag) -> bool:
         manager = taggit_manager(obj)
         if manager is not None:
             manager.remove(hashtag.name)
+        events.send_accepted_tags_changed(obj)
     return bool(deleted)
 
 
@@ -264,6 +267,7 @@ def merge_hashtags(source: Hashtag, target: Hashtag) -> Hashtag:
         if manager is not None:
             manager.remove(source.name)
             manager.add(target.name)
+        events.send_accepted_tags_changed(obj)
     Hashtag.objects.filter(merged_into=source).update(merged_into=target)
     source.merged_into = target
     source.usage_count = 0

@@ -56,6 +56,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, read_info
 
+from . import events
 from .conf import hashtags_settings
 from .models import REVIEWED_STATES, ImageAnalysis, ModelVersion, ServingReason, Suggestion, SuggestionState
 
@@ -175,6 +176,8 @@ def _switch(target: ModelVersion, reason: str, user=None) -> ModelVersion:
     target.save(update_fields=["is_serving", "serving_reason", "promoted_at", "promoted_by", "previous"])
     logger.info("hashtags: model version %s now serves (%s)", target.version, reason)
     transaction.on_commit(_notify_this_process)
+    if reason != ServingReason.SETTINGS:
+        events.send_model_promoted(target, current[0] if current else None, reason=reason)
     return target
 
 

@@ -1,6 +1,13 @@
+"""WSGI entry point of the demo site. The model is warmed before the server takes requests
+(:func:`hashtags.inference.warm_for_server`): only serving processes import this module."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 application = get_wsgi_application()
+
+from hashtags.inference import warm_for_server  # noqa: E402  (needs the apps loaded by get_wsgi_application)
+
+warm_for_server()

@@ -1,11 +1,16 @@
-"""Helpers for the hashtags tests: photo-like images, and an executor that records enqueues."""
+"""Helpers for the hashtags tests: photo-like images, an executor that records enqueues, and an
+event receiver that records to a file (for a worker process)."""
 
 from __future__ import annotations
 
 import io
+import json
+import os
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from hashtags.events import analysis_finished
 
 # Filled by :func:`record` when HASHTAGS["EXECUTOR"] = "tests.hashtags.support.record".
 recorded: list[tuple] = []
@@ -57,3 +62,21 @@ def png_bytes(seed: int = 0) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(synthetic_photo_array(seed)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# Events recorded to a file, for a receiver that runs in another process (the worker test starts
+# ``celery worker --include=tests.hashtags.support`` with this variable set).
+EVENTS_FILE_ENV = "HASHTAGS_TEST_EVENTS_FILE"
+
+
+def write_analysis_finished(sender, instance, analysis, suggestions, ok, error, **kwargs) -> None:
+    """An ``analysis_finished`` receiver: one JSON line per event, with the process that sent it."""
+    line = {"sender": sender._meta.label_lower, "object_id": str(getattr(instance, "pk", "")),
+            "analysis": analysis.pk, "ok": ok, "error": error,
+            "tags": [s.hashtag.name for s in suggestions], "pid": os.getpid()}
+    with open(os.environ[EVENTS_FILE_ENV], "a") as handle:
+        handle.write(json.dumps(line) + "\n")
+
+
+if os.environ.get(EVENTS_FILE_ENV):
+    analysis_finished.connect(write_analysis_finished, dispatch_uid="tests.support.write_analysis_finished")
