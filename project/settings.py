@@ -163,6 +163,8 @@ HASHTAGS = {
     # analysis queue; workers also run it when they start. The entry is added at beat start by
     # hashtags.tasks.periodic_tasks(); CELERY_BEAT_SCHEDULE stays yours.
     "RECONCILE_EVERY": int(os.environ.get("HASHTAGS_RECONCILE_EVERY", "120")),
+    # Load the model when a serving process starts (wsgi.py/asgi.py), not in its first request.
+    "WARM_AT_STARTUP": env_flag("HASHTAGS_WARM_AT_STARTUP", True),
 }
 # Behind reverse proxies that append to X-Forwarded-For, say how many; 0 = ignore the header.
 HASHTAGS["NUM_PROXIES"] = int(os.environ.get("DJANGO_NUM_PROXIES", "0"))
