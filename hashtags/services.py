@@ -220,7 +220,7 @@ class InvalidCaption(ValueError):
 @transaction.atomic
 def correct_caption(analysis: ImageAnalysis, text: str | None, user=None) -> ImageAnalysis:
     """Store a person's correction of the generated caption (gold data for the next model; see
-    :mod:`hashtags.feedback`). ``text=None`` withdraws the correction. Raises InvalidCaption."""
+    :mod:`hashtags.export`). ``text=None`` withdraws the correction. Raises InvalidCaption."""
     analysis = ImageAnalysis.objects.select_for_update().get(pk=analysis.pk)
     if text is None:
         analysis.corrected_caption, analysis.corrected_by, analysis.corrected_at = None, None, None

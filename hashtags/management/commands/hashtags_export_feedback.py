@@ -3,7 +3,7 @@
     python manage.py hashtags_export_feedback --out var/feedback                      # everything
     python manage.py hashtags_export_feedback --out var/feedback --since 2025-06-01   # merge newer decisions
 
-What is exported, the caption rule and the held-back split: :mod:`hashtags.feedback`.
+What is exported, the caption rule and the held-back split: :mod:`hashtags.export`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from ...feedback import export_feedback
+from ...export import export_feedback
 
 
 def parse_since(text: str) -> datetime:

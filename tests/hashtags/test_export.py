@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from hashtags import services
-from hashtags.feedback import TagDecisions, feedback_caption, held_back
+from hashtags.export import TagDecisions, feedback_caption, held_back
 from hashtags.models import Hashtag, ImageAnalysis, Suggestion
 from hashtags.registry import content_type_for
 from tests.hashtags import support
