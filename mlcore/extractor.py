@@ -285,6 +285,10 @@ def canonical_word(word: str) -> str:
 # --- tags ------------------------------------------------------------------------------------
 
 _NON_SLUG = re.compile(r"[^a-z0-9]+")
+#: Tag text in its plainest spelling: optional ``#``, ASCII letters and digits, at least two
+#: characters with a letter among them. Every match has a canonical name (:func:`normalize_tag`);
+#: the API takes exactly this (with length at most ``MAX_TAG_LENGTH``), so its schema can say so.
+TAG_PATTERN = r"^#?([A-Za-z][A-Za-z0-9]+|[0-9]+[A-Za-z][A-Za-z0-9]*)$"
 
 
 def _is_valid_tag(tag: str) -> bool:
@@ -295,7 +299,8 @@ def normalize_tag(text: str) -> str | None:
     """Canonical form of a tag, for model output and user input alike; ``None`` if unusable.
 
     ASCII-folded, lower-case, leading ``#`` and any character outside ``a-z0-9`` removed (so
-    "Hot Dog" and "#hot-dog" both give ``hotdog``), then singularised: ``"#Dogs"`` → ``"dog"``.
+    "Hot Dog" and "#hot-dog" both give ``hotdog``), then singularised: ``"#Dogs"`` → ``"dog"``
+    (unless the singular would not be a valid tag).
     Empty, one-character, number-only and over-long (> ``MAX_TAG_LENGTH``) results give ``None``.
     """
     if not isinstance(text, str):
@@ -303,7 +308,11 @@ def normalize_tag(text: str) -> str | None:
     tag = _NON_SLUG.sub("", ascii_fold(text).lower())
     if not tag:
         return None
-    tag = canonical_word(tag)
+    canonical = canonical_word(tag)
+    if _is_valid_tag(canonical):
+        return canonical
+    # A word whose singular is no tag ("608s" -> "608", "ies" -> "y") keeps its own form, so every
+    # text of TAG_PATTERN's shape (the API's contract) has a canonical name.
     return tag if _is_valid_tag(tag) else None
 
 

@@ -8,27 +8,32 @@ Same permissions as the suggestion endpoints: the post's owner and moderators (`
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import services
 from .serializers import AnalysisSerializer, ErrorSerializer
 from ..query import current_analyses
-from .views import PostObjectMixin, Throttled, error
+from .exceptions import Conflict, bad_request
+from .views import ApiDefaults, PostObjectMixin
 
 
 class CaptionInputSerializer(serializers.Serializer):
     caption = serializers.CharField(
-        max_length=services.CAPTION_MAX_LENGTH, help_text="The right caption for the image, one sentence."
+        max_length=services.CAPTION_MAX_LENGTH, trim_whitespace=False,
+        validators=[RegexValidator("[A-Za-z]", "the caption needs at least one word", code="invalid_caption")],
+        help_text="The right caption for the image, one sentence (at least one word).",
     )
     field = serializers.CharField(
-        required=False, help_text="Image field, when the model watches several (default: the first)."
+        required=False, allow_blank=True, trim_whitespace=False,
+        help_text="Image field, when the model watches several (default: the first).",
     )
 
 
-class PostCaptionView(PostObjectMixin, Throttled, APIView):
+class PostCaptionView(PostObjectMixin, ApiDefaults, APIView):
     """Correct (POST) or withdraw the correction of (DELETE) the caption of a post's current image."""
 
     def _analysis(self, obj, field: str | None):
@@ -44,18 +49,14 @@ class PostCaptionView(PostObjectMixin, Throttled, APIView):
     def post(self, request, content_type, pk):
         obj = self.get_post()
         serializer = CaptionInputSerializer(data=request.data)
-        if not serializer.is_valid():
-            errors = serializer.errors
-            message = "; ".join(str(m) for messages in errors.values() for m in messages)
-            return error(f'send {{"caption": "..."}}: {message}')
+        serializer.is_valid(raise_exception=True)
         analysis = self._analysis(obj, serializer.validated_data.get("field"))
         if analysis is None:
-            return error("this post has no finished analysis with a caption to correct yet",
-                         status.HTTP_409_CONFLICT)
+            raise Conflict("this post has no finished analysis with a caption to correct yet", code="not_analysed")
         try:
             analysis = services.correct_caption(analysis, serializer.validated_data["caption"], request.user)
         except services.InvalidCaption as exc:
-            return error(str(exc))
+            raise bad_request(str(exc), code="invalid_caption")
         return Response(AnalysisSerializer(analysis).data)
 
     @extend_schema(request=None, responses={200: AnalysisSerializer, 409: ErrorSerializer})
@@ -63,5 +64,5 @@ class PostCaptionView(PostObjectMixin, Throttled, APIView):
         obj = self.get_post()
         analysis = self._analysis(obj, request.query_params.get("field"))
         if analysis is None:
-            return error("this post has no finished analysis", status.HTTP_409_CONFLICT)
+            raise Conflict("this post has no finished analysis", code="not_analysed")
         return Response(AnalysisSerializer(services.correct_caption(analysis, None, request.user)).data)

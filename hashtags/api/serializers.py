@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from mlcore.extractor import MAX_TAG_LENGTH, TAG_PATTERN
 
 from ..explain import SOURCE_CHOICES
 from ..models import AcceptedTag, ImageAnalysis, Suggestion
@@ -10,11 +14,32 @@ from ..versions import stats_of
 
 
 class ErrorSerializer(serializers.Serializer):
+    """The body of every error answer (:mod:`hashtags.api.exceptions`)."""
+
     error = serializers.CharField(help_text="Readable reason, safe to show to end users.")
+    code = serializers.CharField(help_text='Stable machine code: "not_found", "invalid", "throttled", ...')
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False,
+        help_text="Validation errors: field name → messages (only for 400 answers about fields).")
+
+
+def tag_text_field(**kwargs) -> serializers.CharField:
+    """Tag text as the API takes it: optional ``#``, ASCII letters and digits (TAG_PATTERN); the
+    schema states the same rule, so a request the schema allows is never refused."""
+    return serializers.CharField(
+        max_length=MAX_TAG_LENGTH, trim_whitespace=False,
+        validators=[RegexValidator(TAG_PATTERN, "a tag is an optional # then letters and digits (at least two, "
+                                                "one of them a letter), e.g. #puppy", code="invalid_tag")],
+        **kwargs)
+
+
+@extend_schema_field({"type": "string", "format": "binary", "minLength": 1})
+class NonEmptyFileField(serializers.FileField):
+    """A file upload that must not be empty (the schema says ``minLength: 1``)."""
 
 
 class TagImageRequestSerializer(serializers.Serializer):
-    image = serializers.FileField(help_text="The image (JPEG, PNG, WebP, ...), as a multipart form field.")
+    image = NonEmptyFileField(help_text="The image (JPEG, PNG, WebP, ...), as a multipart form field; not empty.")
 
 
 def sources_field() -> serializers.ListField:
@@ -60,7 +85,23 @@ class TagImageResponseSerializer(serializers.Serializer):
 
 
 class TagInputSerializer(serializers.Serializer):
-    tag = serializers.CharField(max_length=100, help_text='"#puppy" or "puppy"')
+    tag = tag_text_field(help_text='"#puppy" or "puppy"')
+
+
+class PostsByTagQuerySerializer(serializers.Serializer):
+    """Query of ``GET posts/``; ``model`` choices are the watched models (set by the view)."""
+
+    tag = tag_text_field(help_text='"dog" or "#Dog"')
+    model = serializers.ChoiceField(choices=[], required=False, help_text='Only this watched model, e.g. "posts.post"')
+
+    def __init__(self, *args, model_choices: list[str] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model"].choices = list(model_choices)
+
+
+class TrendingQuerySerializer(serializers.Serializer):
+    days = serializers.IntegerField(min_value=1, max_value=365, required=False, help_text="Window in days, default 7")
+    limit = serializers.IntegerField(min_value=1, max_value=100, required=False, help_text="How many tags, default 20")
 
 
 class SuggestionSerializer(serializers.ModelSerializer):

@@ -19,7 +19,7 @@
     POST   models/rollback/                            serve the previous version again (promote_modelversion)
 """
 
-from django.urls import path
+from django.urls import path, re_path
 
 from . import feedback, views
 
@@ -47,4 +47,6 @@ urlpatterns = [
     path("models/", views.ModelVersionListView.as_view(), name="models"),
     path("models/rollback/", views.ModelVersionRollbackView.as_view(), name="model-rollback"),
     path("models/<str:version>/promote/", views.ModelVersionPromoteView.as_view(), name="model-promote"),
+    # Last: every other path under the API answers a 404 in the API's error shape.
+    re_path(r"^(?:[\s\S]*/)?$", views.NotFoundView.as_view(), name="not-found"),
 ]

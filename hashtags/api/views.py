@@ -10,7 +10,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
@@ -30,7 +30,9 @@ from ..models import AcceptedTag, Hashtag, HashtagOptOut, ModelVersion, Suggesti
 from ..query import current_analyses, suggestions_of, tags_for_many, trending
 from ..registry import content_type_for, content_type_key, get_watched_model, watched_fields, watched_models
 from ..tags import InvalidTag, canonical_name
+from .exceptions import Conflict, PayloadTooLarge, ServiceUnavailable, bad_request, exception_handler
 from .permissions import CanPromoteModel, CanReviewObject, read_permissions, tag_image_permissions
+from .schema import HashtagsAutoSchema
 from .throttling import API_THROTTLES, TagImageThrottle
 from .serializers import (
     AcceptedTagSerializer,
@@ -41,25 +43,32 @@ from .serializers import (
     OptOutSerializer,
     PostDetailSerializer,
     PostRefSerializer,
+    PostsByTagQuerySerializer,
     SuggestionSerializer,
     TagImageRequestSerializer,
     TagImageResponseSerializer,
     TagInputSerializer,
+    TrendingQuerySerializer,
     TrendingTagSerializer,
 )
 
 logger = logging.getLogger(__name__)
 
 
-def error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
-    return Response({"error": message}, status=code)
-
-
 def _tag_text(request) -> str:
     serializer = TagInputSerializer(data=request.data)
-    if not serializer.is_valid():
-        raise ValidationError({"error": 'send {"tag": "#yourtag"}'})
+    serializer.is_valid(raise_exception=True)
     return serializer.validated_data["tag"]
+
+
+def query_values(request) -> dict[str, str]:
+    """The query string as a plain dict: a blank ``?days=`` is then an invalid value, as in the
+    schema, rather than DRF's "absent" for blank form fields."""
+    return request.query_params.dict()
+
+
+def _invalid_tag(exc: InvalidTag):
+    return bad_request(str(exc), code="invalid_tag")
 
 
 def post_ref(obj, request, tags: list[str] | None = None) -> dict:
@@ -90,15 +99,32 @@ def post_ref(obj, request, tags: list[str] | None = None) -> dict:
     }
 
 
-class Throttled:
-    """Every hashtags API view counts against ``HASHTAGS["API_THROTTLE"]`` (:mod:`.throttling`)."""
+class ApiDefaults:
+    """What every hashtags API view shares: the ``HASHTAGS["API_THROTTLE"]`` throttles
+    (:mod:`.throttling`), the one error shape (:mod:`.exceptions`) and a schema that documents it
+    (:mod:`.schema`), whatever the host project's REST_FRAMEWORK says for its own APIs."""
 
     throttle_classes = API_THROTTLES
+    schema = HashtagsAutoSchema()
+
+    def get_exception_handler(self):
+        return exception_handler
+
+
+class NotFoundView(ApiDefaults, APIView):
+    """Any other path under the API: a 404 in the API's error shape, not the site's HTML page."""
+
+    permission_classes: list = []
+    schema = None  # not an operation
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication and throttles still apply
+        raise NotFound("no such API path")
 
 
 # Tag an image now ---------------------------------------------------------------------------------
 
-class TagImageView(APIView):
+class TagImageView(ApiDefaults, APIView):
     """Caption an uploaded image and suggest hashtags, synchronously; nothing is stored."""
 
     parser_classes = [MultiPartParser, FormParser]
@@ -122,29 +148,25 @@ class TagImageView(APIView):
 
         limit = hashtags_settings.MAX_UPLOAD_BYTES
         if request_too_large(request, limit + MULTIPART_OVERHEAD):  # before the body is read at all
-            return error(
+            raise PayloadTooLarge(
                 f"request is too large: {int(request.META['CONTENT_LENGTH']) / 1048576:.1f} MB "
-                f"(image limit {limit / 1048576:.1f} MB)",
-                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
+                f"(image limit {limit / 1048576:.1f} MB)")
         upload = request.FILES.get("image")
         if upload is None:
-            return error("send the image as the multipart form field 'image'")
+            raise bad_request("send the image as the multipart form field 'image'", code="required")
         if upload.size > limit:
-            return error(
-                f"image is too large: {upload.size / 1048576:.1f} MB (limit {limit / 1048576:.1f} MB)",
-                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
+            raise PayloadTooLarge(
+                f"image is too large: {upload.size / 1048576:.1f} MB (limit {limit / 1048576:.1f} MB)")
         data = upload.read()
         if not data:
-            return error("empty file")
+            raise bad_request("empty file", code="empty")
         try:
             result = suggest(data, max_pixels=hashtags_settings.TAG_IMAGE_MAX_PIXELS)
         except ArtifactError:
             logger.exception("hashtags: model unavailable")  # the details (server paths) go to the log only
-            return error("the hashtag model is unavailable; try again later", status.HTTP_503_SERVICE_UNAVAILABLE)
+            raise ServiceUnavailable("the hashtag model is unavailable; try again later", code="model_unavailable")
         if isinstance(result, ImageError):
-            return error(str(result))
+            raise bad_request(str(result), code="not_an_image")
         return Response(tag_image_payload(result))
 
 
@@ -194,7 +216,7 @@ class PostObjectMixin:
         return obj
 
 
-class PostDetailView(PostObjectMixin, Throttled, APIView):
+class PostDetailView(PostObjectMixin, ApiDefaults, APIView):
     """A post's analysis status (with the error of a failed one), suggestions and accepted tags."""
 
     @extend_schema(responses={200: PostDetailSerializer})
@@ -212,7 +234,7 @@ class PostDetailView(PostObjectMixin, Throttled, APIView):
         )
 
 
-class PostSuggestionsView(PostObjectMixin, Throttled, APIView):
+class PostSuggestionsView(PostObjectMixin, ApiDefaults, APIView):
     """The suggestions of a post's current image(s)."""
 
     @extend_schema(responses={200: SuggestionSerializer(many=True)})
@@ -221,7 +243,7 @@ class PostSuggestionsView(PostObjectMixin, Throttled, APIView):
         return Response(SuggestionSerializer(suggestions_of(current_analyses(obj)), many=True).data)
 
 
-class PostTagsView(PostObjectMixin, Throttled, APIView):
+class PostTagsView(PostObjectMixin, ApiDefaults, APIView):
     """List a post's accepted tags, or add one of your own."""
 
     @extend_schema(responses={200: AcceptedTagSerializer(many=True)})
@@ -239,11 +261,11 @@ class PostTagsView(PostObjectMixin, Throttled, APIView):
         try:
             accepted, _ = services.add_tag(obj, _tag_text(request), request.user)
         except InvalidTag as exc:
-            return error(str(exc))
+            raise _invalid_tag(exc)
         return Response(AcceptedTagSerializer(accepted).data, status=status.HTTP_201_CREATED)
 
 
-class PostTagDetailView(PostObjectMixin, Throttled, APIView):
+class PostTagDetailView(PostObjectMixin, ApiDefaults, APIView):
     """Remove an accepted tag from a post (its suggestions become rejected)."""
 
     @extend_schema(responses={204: None, 404: ErrorSerializer})
@@ -252,13 +274,13 @@ class PostTagDetailView(PostObjectMixin, Throttled, APIView):
         try:
             hashtag = Hashtag.objects.get_normalized(tag)
         except (InvalidTag, Hashtag.DoesNotExist):
-            return error(f"the post has no tag {tag!r}", status.HTTP_404_NOT_FOUND)
+            raise NotFound(f"the post has no tag {tag!r}")
         if not services.remove_tag(obj, hashtag, request.user):
-            return error(f"the post has no tag {hashtag.tag}", status.HTTP_404_NOT_FOUND)
+            raise NotFound(f"the post has no tag {hashtag.tag}")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class PostAnalyzeView(PostObjectMixin, Throttled, APIView):
+class PostAnalyzeView(PostObjectMixin, ApiDefaults, APIView):
     """Queue a fresh analysis of the post's image(s), even if one exists; never for an owner who
     opted out (409)."""
 
@@ -266,8 +288,7 @@ class PostAnalyzeView(PostObjectMixin, Throttled, APIView):
     def post(self, request, content_type, pk):
         obj = self.get_post()
         if HashtagOptOut.covers(obj):
-            return error("the owner of this post opted out of automatic hashtags: nothing queued",
-                         status.HTTP_409_CONFLICT)
+            raise Conflict("the owner of this post opted out of automatic hashtags: nothing queued", code="opted_out")
         meta = obj._meta
         for field in watched_fields(type(obj)):
             if getattr(obj, field):
@@ -297,13 +318,13 @@ class SuggestionMixin:
         return Response(SuggestionSerializer(suggestion).data)
 
 
-class SuggestionDetailView(SuggestionMixin, Throttled, APIView):
+class SuggestionDetailView(SuggestionMixin, ApiDefaults, APIView):
     @extend_schema(responses={200: SuggestionSerializer})
     def get(self, request, pk):
         return Response(SuggestionSerializer(self.get_suggestion(pk)).data)
 
 
-class SuggestionAcceptView(SuggestionMixin, Throttled, APIView):
+class SuggestionAcceptView(SuggestionMixin, ApiDefaults, APIView):
     """Accept: the tag becomes one of the post's tags."""
 
     @extend_schema(request=None, responses={200: SuggestionSerializer})
@@ -311,7 +332,7 @@ class SuggestionAcceptView(SuggestionMixin, Throttled, APIView):
         return self.respond(services.accept(self.get_suggestion(pk), request.user))
 
 
-class SuggestionRejectView(SuggestionMixin, Throttled, APIView):
+class SuggestionRejectView(SuggestionMixin, ApiDefaults, APIView):
     """Reject (also un-accepts: the tag leaves the post)."""
 
     @extend_schema(request=None, responses={200: SuggestionSerializer})
@@ -319,7 +340,7 @@ class SuggestionRejectView(SuggestionMixin, Throttled, APIView):
         return self.respond(services.reject(self.get_suggestion(pk), request.user))
 
 
-class SuggestionResetView(SuggestionMixin, Throttled, APIView):
+class SuggestionResetView(SuggestionMixin, ApiDefaults, APIView):
     """Undo a decision: back to pending."""
 
     @extend_schema(request=None, responses={200: SuggestionSerializer})
@@ -327,7 +348,7 @@ class SuggestionResetView(SuggestionMixin, Throttled, APIView):
         return self.respond(services.reset(self.get_suggestion(pk), request.user))
 
 
-class SuggestionEditView(SuggestionMixin, Throttled, APIView):
+class SuggestionEditView(SuggestionMixin, ApiDefaults, APIView):
     """Replace the suggested tag with yours (``{"tag": "#puppy"}``); it is accepted."""
 
     @extend_schema(request=TagInputSerializer, responses={200: SuggestionSerializer, 400: ErrorSerializer})
@@ -336,7 +357,7 @@ class SuggestionEditView(SuggestionMixin, Throttled, APIView):
         try:
             return self.respond(services.edit(suggestion, _tag_text(request), request.user))
         except InvalidTag as exc:
-            return error(str(exc))
+            raise _invalid_tag(exc)
 
 
 # Public reads -------------------------------------------------------------------------------------
@@ -348,8 +369,17 @@ class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
 
+    def get_page_size(self, request) -> int:
+        """``page_size`` outside 1-100 is refused (400), as the schema says, not silently replaced."""
+        text = request.query_params.get(self.page_size_query_param)
+        if text is None:
+            return self.page_size
+        if not text.isdigit() or not 1 <= int(text) <= self.max_page_size:
+            raise bad_request(f"page_size must be a whole number within 1-{self.max_page_size}", code="invalid_page_size")
+        return int(text)
 
-class PostsByTagView(Throttled, generics.GenericAPIView):
+
+class PostsByTagView(ApiDefaults, generics.GenericAPIView):
     """Posts carrying an accepted tag, newest tagging first: ``?tag=dog`` (``#`` optional)."""
 
     serializer_class = PostRefSerializer
@@ -359,27 +389,21 @@ class PostsByTagView(Throttled, generics.GenericAPIView):
         return read_permissions()
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("tag", OpenApiTypes.STR, required=True, description='"dog" or "#Dog"'),
-            OpenApiParameter("model", OpenApiTypes.STR, description='Only this watched model, e.g. "posts.post"'),
-        ],
+        parameters=[PostsByTagQuerySerializer],
         responses={200: PostRefSerializer(many=True), 400: ErrorSerializer},
     )
     def get(self, request):
-        text = request.query_params.get("tag", "")
-        if not text.strip():
-            return error("the query parameter 'tag' is required, e.g. ?tag=dog")
-        try:
-            name = canonical_name(text)
-        except InvalidTag as exc:
-            return error(str(exc))
         models_ = list(watched_models())
-        only = request.query_params.get("model")
+        query = PostsByTagQuerySerializer(data=query_values(request),
+                                          model_choices=[content_type_key(m) for m in models_])
+        query.is_valid(raise_exception=True)
+        try:
+            name = canonical_name(query.validated_data["tag"])
+        except InvalidTag as exc:
+            raise _invalid_tag(exc)
+        only = query.validated_data.get("model")
         if only:
-            model = get_watched_model(only)
-            if model is None:
-                return error(f"{only!r} is not a watched model")
-            models_ = [model]
+            models_ = [get_watched_model(only)]
         hashtags = [h.resolve().pk for h in Hashtag.objects.filter(name__iexact=name)]
         rows = (
             AcceptedTag.objects.filter(hashtag__in=hashtags, content_type__in=[content_type_for(m) for m in models_])
@@ -414,31 +438,25 @@ class PostsByTagView(Throttled, generics.GenericAPIView):
         return results
 
 
-class TrendingView(Throttled, APIView):
+class TrendingView(ApiDefaults, APIView):
     """Tags by accepted uses in the last ``days`` (default 7), most used first."""
 
     def get_permissions(self):
         return read_permissions()
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("days", OpenApiTypes.INT, description="Window in days (1-365), default 7"),
-            OpenApiParameter("limit", OpenApiTypes.INT, description="How many tags (1-100), default 20"),
-        ],
+        parameters=[TrendingQuerySerializer],
         responses={200: TrendingTagSerializer(many=True), 400: ErrorSerializer},
     )
     def get(self, request):
-        try:
-            days = int(request.query_params.get("days", hashtags_settings.TRENDING_DAYS))
-            limit = int(request.query_params.get("limit", 20))
-        except ValueError:
-            return error("'days' and 'limit' must be whole numbers")
-        if not 1 <= days <= 365 or not 1 <= limit <= 100:
-            return error("'days' must be within 1-365 and 'limit' within 1-100")
+        query = TrendingQuerySerializer(data=query_values(request))
+        query.is_valid(raise_exception=True)
+        days = query.validated_data.get("days", hashtags_settings.TRENDING_DAYS)
+        limit = query.validated_data.get("limit", 20)
         return Response([{"tag": f"#{row['name']}", **row} for row in trending(days, limit)])
 
 
-class HashtagListView(Throttled, generics.ListAPIView):
+class HashtagListView(ApiDefaults, generics.ListAPIView):
     """The tag vocabulary (``?search=do`` for prefix autocomplete), most used first: tags some
     object carries now. Tags only ever suggested, typed into a private review or removed again are
     not public."""
@@ -461,7 +479,7 @@ class HashtagListView(Throttled, generics.ListAPIView):
         return qs
 
 
-class OptOutView(Throttled, APIView):
+class OptOutView(ApiDefaults, APIView):
     """Your opt-out: when on, your images are never analysed."""
 
     permission_classes = [IsAuthenticated]
@@ -483,7 +501,7 @@ class OptOutView(Throttled, APIView):
 
 # Model versions -----------------------------------------------------------------------------------
 
-class ModelVersionListView(Throttled, APIView):
+class ModelVersionListView(ApiDefaults, APIView):
     """Registered model versions, newest first, with the serving flag and how people received each
     version's suggestions. Signed-in users only: acceptance numbers are operational data."""
 
@@ -501,35 +519,33 @@ class ModelVersionListView(Throttled, APIView):
         return Response(ModelVersionSerializer(rows, many=True).data)
 
 
-class ModelVersionPromoteView(Throttled, APIView):
+class ModelVersionPromoteView(ApiDefaults, APIView):
     """Serve this version from now on (``hashtags.promote_modelversion``). Workers switch at their next task."""
 
     permission_classes = [IsAuthenticated, CanPromoteModel]
 
-    @extend_schema(request=None, responses={200: ModelVersionSerializer, 400: ErrorSerializer, 404: ErrorSerializer})
+    @extend_schema(request=None, responses={200: ModelVersionSerializer, 404: ErrorSerializer, 409: ErrorSerializer})
     def post(self, request, version):
-
         if not ModelVersion.objects.filter(version=version).exists():
-            return error(f"no registered model version {version!r}", status.HTTP_404_NOT_FOUND)
+            raise NotFound(f"no registered model version {version!r}")
         try:
             promoted = versions.promote(version, request.user)
         except versions.VersionError as exc:
-            return error(str(exc))
+            raise Conflict(str(exc), code="version_conflict")
         row = versions.with_stats(ModelVersion.objects.filter(pk=promoted.pk).select_related("previous")).get()
         return Response(ModelVersionSerializer(row).data)
 
 
-class ModelVersionRollbackView(Throttled, APIView):
+class ModelVersionRollbackView(ApiDefaults, APIView):
     """Serve the version that served before the current one (``hashtags.promote_modelversion``)."""
 
     permission_classes = [IsAuthenticated, CanPromoteModel]
 
-    @extend_schema(request=None, responses={200: ModelVersionSerializer, 400: ErrorSerializer})
+    @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: ErrorSerializer})
     def post(self, request):
-
         try:
             restored = versions.rollback(request.user)
         except versions.VersionError as exc:
-            return error(str(exc))
+            raise Conflict(str(exc), code="no_previous_version")
         row = versions.with_stats(ModelVersion.objects.filter(pk=restored.pk).select_related("previous")).get()
         return Response(ModelVersionSerializer(row).data)
