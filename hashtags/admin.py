@@ -17,7 +17,6 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from mlcore.artifact import ArtifactError, read_info
@@ -373,6 +372,39 @@ class SuggestionInline(admin.TabularInline):
         return _why(obj)
 
 
+class CaptionCorrectionForm(forms.ModelForm):
+    """The person's caption, validated by the same rules as the API's (:func:`services.correct_caption`):
+    a bad caption is a form error, an emptied field withdraws the correction."""
+
+    class Meta:
+        model = ImageAnalysis
+        fields = ["corrected_caption"]
+
+    def clean_corrected_caption(self):
+        text = self.cleaned_data.get("corrected_caption") or ""
+        if not text.strip():
+            return None
+        try:
+            _probe_caption(self.instance, text)
+        except services.InvalidCaption as exc:
+            raise forms.ValidationError(str(exc))
+        return text
+
+
+class _Probe(Exception):
+    """Raised to roll back a trial run of a service."""
+
+
+def _probe_caption(analysis: ImageAnalysis, text: str) -> None:
+    """The service's own validation, without saving: its write runs in a savepoint that is rolled back."""
+    try:
+        with transaction.atomic():
+            services.correct_caption(analysis, text)
+            raise _Probe
+    except _Probe:
+        pass
+
+
 @admin.register(ImageAnalysis)
 class ImageAnalysisAdmin(admin.ModelAdmin):
     list_display = [
@@ -438,11 +470,14 @@ class ImageAnalysisAdmin(admin.ModelAdmin):
     def timings_display(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.timings, indent=2, sort_keys=True))
 
+    def get_form(self, request, obj=None, **kwargs):
+        kwargs["form"] = CaptionCorrectionForm
+        return super().get_form(request, obj, **kwargs)
+
     def save_model(self, request, obj, form, change):
+        """Only the caption is editable, and it is written by :func:`services.correct_caption`."""
         if "corrected_caption" in form.changed_data:
-            obj.corrected_by = request.user
-            obj.corrected_at = timezone.now()
-        super().save_model(request, obj, form, change)
+            services.correct_caption(obj, form.cleaned_data["corrected_caption"], request.user)
 
     def has_rerun_permission(self, request) -> bool:
         """Re-running is a moderator's act (the API's analyze/ asks the same permission)."""

@@ -105,3 +105,27 @@ def test_rerun_action(admin_client, analysed, recording, django_capture_on_commi
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post("/admin/hashtags/imageanalysis/", {"action": "rerun_selected", "_selected_action": [analysis.pk]})
     assert recording == [("posts", "post", str(post.pk), "image", True)]
+
+
+def test_caption_edit_goes_through_the_service(admin_client, analysed):
+    """The admin's caption field is validated like the API's: a bad caption is a form error, not a 500."""
+    post, analysis = analysed
+    url = f"/admin/hashtags/imageanalysis/{analysis.pk}/change/"
+    bad = admin_client.post(url, {"corrected_caption": "x" * 501, **_no_inlines()})
+    assert bad.status_code == 200 and b"too long" in bad.content
+    bad = admin_client.post(url, {"corrected_caption": "!!! ???", **_no_inlines()})
+    assert bad.status_code == 200 and b"at least one word" in bad.content
+    analysis.refresh_from_db()
+    assert analysis.corrected_caption is None
+    good = admin_client.post(url, {"corrected_caption": "  a dog   on the grass ", **_no_inlines()})
+    assert good.status_code == 302
+    analysis.refresh_from_db()
+    assert analysis.corrected_caption == "a dog on the grass"  # normalised by the service
+    assert analysis.corrected_by.username == "admin" and analysis.corrected_at is not None
+    admin_client.post(url, {"corrected_caption": "", **_no_inlines()})
+    analysis.refresh_from_db()
+    assert analysis.corrected_caption is None and analysis.corrected_by is None  # withdrawn
+
+
+def _no_inlines() -> dict:
+    return {"suggestions-TOTAL_FORMS": "0", "suggestions-INITIAL_FORMS": "0"}
