@@ -11,17 +11,18 @@ permission the API and the demo ask for too), promoting and rolling back need
 from __future__ import annotations
 
 import json
+from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from mlcore.artifact import ArtifactError, read_info
 
-from . import services, versions
+from . import review, services, versions
 from .conf import hashtags_settings
 from .dispatch import enqueue_analysis
 from .explain import hedged_caption
@@ -36,7 +37,7 @@ from .models import (
     SuggestionState,
 )
 from .reconcile import health
-from .registry import REVIEW_PERMISSION, can_promote, watched_fields
+from .registry import REVIEW_PERMISSION, can_promote, content_type_for, watched_fields, watched_models
 from .tags import InvalidTag, canonical_name
 
 
@@ -116,6 +117,19 @@ DECISIONS = {
 }
 
 
+class WatchedModelFilter(admin.SimpleListFilter):
+    """Only the watched models (``HASHTAGS["WATCH"]``), not every content type of the site."""
+
+    title = _("model")
+    parameter_name = "model"
+
+    def lookups(self, request, model_admin):
+        return [(content_type_for(m).pk, m._meta.verbose_name_plural) for m in watched_models()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(analysis__content_type_id=self.value()) if self.value() else queryset
+
+
 class SuggestionAdminBase(admin.ModelAdmin):
     form = SuggestionChangeForm
     list_display = [
@@ -123,7 +137,7 @@ class SuggestionAdminBase(admin.ModelAdmin):
     ]
     list_display_links = ["tag"]
     list_editable = ["state"]
-    list_filter = ["state", "model_version", ("hashtag", admin.RelatedOnlyFieldListFilter), "analysis__content_type"]
+    list_filter = ["state", "model_version", ("hashtag", admin.RelatedOnlyFieldListFilter), WatchedModelFilter]
     search_fields = ["hashtag__name", "analysis__caption"]
     list_select_related = ["hashtag", "replaced", "decided_by", "analysis__content_type"]
     list_per_page = 50
@@ -263,7 +277,15 @@ class SuggestionAdminBase(admin.ModelAdmin):
 
 @admin.register(ReviewQueueItem)
 class ReviewQueueAdmin(SuggestionAdminBase):
-    list_filter = ["model_version", ("hashtag", admin.RelatedOnlyFieldListFilter), "analysis__content_type"]
+    """The per-suggestion list, kept for sorting and list edits; the per-image queue
+    (:mod:`hashtags.review`) is at ``review/`` and linked from the app index and this list."""
+
+    list_filter = ["model_version", ("hashtag", admin.RelatedOnlyFieldListFilter), WatchedModelFilter]
+    change_list_template = "admin/hashtags/reviewqueueitem/change_list.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(partial(review.queue_view, self))
+        return [path("review/", view, name="hashtags_review_queue"), *super().get_urls()]
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(state=SuggestionState.PENDING).order_by("-analysis__created", "rank")
