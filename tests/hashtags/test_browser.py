@@ -123,7 +123,9 @@ class Browser:
             "axe.run(document, {resultTypes: ['violations']}).then(function (r) { done(r.violations); })"
             ".catch(function (e) { done([{id: 'axe-error', impact: 'critical', help: String(e)}]); });"
         )
-        return [{"id": v["id"], "impact": v["impact"], "help": v["help"]}
+        return [{"id": v["id"], "impact": v["impact"], "help": v["help"],
+                 "nodes": [" ".join(n.get("target", [])) + ": " + n.get("failureSummary", "")[:160]
+                           for n in v.get("nodes", [])[:5]]}
                 for v in result if v["impact"] in ("serious", "critical")]
 
 
