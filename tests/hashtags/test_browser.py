@@ -202,7 +202,8 @@ def test_admin_queue_ten_photos_at_most_two_clicks_each(site, make_post, django_
     assert site.find_all(f"#card-{analyses[0].pk} img")[0].get_attribute("alt")
     SHOTS.mkdir(parents=True, exist_ok=True)
     site.driver.save_screenshot(str(SHOTS / "review_queue.png"))
-    assert site.axe_violations() == []
+    violations = site.axe_violations()
+    assert violations == [], violations
     per_photo = []
 
     def card(analysis):
