@@ -11,18 +11,18 @@ permission the API and the demo ask for too), promoting and rolling back need
 from __future__ import annotations
 
 import json
+from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from mlcore.artifact import ArtifactError, read_info
 
-from . import services, versions
+from . import review, services, versions
 from .conf import hashtags_settings
 from .dispatch import enqueue_analysis
 from .explain import hedged_caption
@@ -37,7 +37,7 @@ from .models import (
     SuggestionState,
 )
 from .reconcile import health
-from .registry import REVIEW_PERMISSION, can_promote, watched_fields
+from .registry import REVIEW_PERMISSION, can_promote, content_type_for, watched_fields, watched_models
 from .tags import InvalidTag, canonical_name
 
 
@@ -117,6 +117,19 @@ DECISIONS = {
 }
 
 
+class WatchedModelFilter(admin.SimpleListFilter):
+    """Only the watched models (``HASHTAGS["WATCH"]``), not every content type of the site."""
+
+    title = _("model")
+    parameter_name = "model"
+
+    def lookups(self, request, model_admin):
+        return [(content_type_for(m).pk, m._meta.verbose_name_plural) for m in watched_models()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(analysis__content_type_id=self.value()) if self.value() else queryset
+
+
 class SuggestionAdminBase(admin.ModelAdmin):
     form = SuggestionChangeForm
     list_display = [
@@ -124,7 +137,7 @@ class SuggestionAdminBase(admin.ModelAdmin):
     ]
     list_display_links = ["tag"]
     list_editable = ["state"]
-    list_filter = ["state", "model_version", ("hashtag", admin.RelatedOnlyFieldListFilter), "analysis__content_type"]
+    list_filter = ["state", "model_version", ("hashtag", admin.RelatedOnlyFieldListFilter), WatchedModelFilter]
     search_fields = ["hashtag__name", "analysis__caption"]
     list_select_related = ["hashtag", "replaced", "decided_by", "analysis__content_type"]
     list_per_page = 50
@@ -264,7 +277,15 @@ class SuggestionAdminBase(admin.ModelAdmin):
 
 @admin.register(ReviewQueueItem)
 class ReviewQueueAdmin(SuggestionAdminBase):
-    list_filter = ["model_version", ("hashtag", admin.RelatedOnlyFieldListFilter), "analysis__content_type"]
+    """The per-suggestion list, kept for sorting and list edits; the per-image queue
+    (:mod:`hashtags.review`) is at ``review/`` and linked from the app index and this list."""
+
+    list_filter = ["model_version", ("hashtag", admin.RelatedOnlyFieldListFilter), WatchedModelFilter]
+    change_list_template = "admin/hashtags/reviewqueueitem/change_list.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(partial(review.queue_view, self))
+        return [path("review/", view, name="hashtags_review_queue"), *super().get_urls()]
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(state=SuggestionState.PENDING).order_by("-analysis__created", "rank")
@@ -373,6 +394,39 @@ class SuggestionInline(admin.TabularInline):
         return _why(obj)
 
 
+class CaptionCorrectionForm(forms.ModelForm):
+    """The person's caption, validated by the same rules as the API's (:func:`services.correct_caption`):
+    a bad caption is a form error, an emptied field withdraws the correction."""
+
+    class Meta:
+        model = ImageAnalysis
+        fields = ["corrected_caption"]
+
+    def clean_corrected_caption(self):
+        text = self.cleaned_data.get("corrected_caption") or ""
+        if not text.strip():
+            return None
+        try:
+            _probe_caption(self.instance, text)
+        except services.InvalidCaption as exc:
+            raise forms.ValidationError(str(exc))
+        return text
+
+
+class _Probe(Exception):
+    """Raised to roll back a trial run of a service."""
+
+
+def _probe_caption(analysis: ImageAnalysis, text: str) -> None:
+    """The service's own validation, without saving: its write runs in a savepoint that is rolled back."""
+    try:
+        with transaction.atomic():
+            services.correct_caption(analysis, text)
+            raise _Probe
+    except _Probe:
+        pass
+
+
 @admin.register(ImageAnalysis)
 class ImageAnalysisAdmin(admin.ModelAdmin):
     list_display = [
@@ -438,11 +492,14 @@ class ImageAnalysisAdmin(admin.ModelAdmin):
     def timings_display(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.timings, indent=2, sort_keys=True))
 
+    def get_form(self, request, obj=None, **kwargs):
+        kwargs["form"] = CaptionCorrectionForm
+        return super().get_form(request, obj, **kwargs)
+
     def save_model(self, request, obj, form, change):
+        """Only the caption is editable, and it is written by :func:`services.correct_caption`."""
         if "corrected_caption" in form.changed_data:
-            obj.corrected_by = request.user
-            obj.corrected_at = timezone.now()
-        super().save_model(request, obj, form, change)
+            services.correct_caption(obj, form.cleaned_data["corrected_caption"], request.user)
 
     def has_rerun_permission(self, request) -> bool:
         """Re-running is a moderator's act (the API's analyze/ asks the same permission)."""

@@ -14,6 +14,7 @@ urlpatterns = [
     path("posts/<int:pk>/delete/", views.delete_post, name="delete"),
     path("posts/<int:pk>/analyze/", views.reanalyze_post, name="analyze"),
     path("posts/<int:pk>/tags/", views.add_tag, name="add-tag"),
+    path("posts/<int:pk>/caption/", views.correct_caption, name="caption"),
     path("posts/<int:pk>/tags/<str:tag>/remove/", views.remove_tag, name="remove-tag"),
     path("posts/<int:pk>/suggestions/<int:suggestion_id>/<str:action>/", views.decide, name="decide"),
     path("tags/<str:tag>/", views.tag_posts, name="tag"),

@@ -267,6 +267,23 @@ def add_tag(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def correct_caption(request: HttpRequest, pk: int) -> HttpResponse:
+    """The owner or a moderator corrects the caption of the current analysis (gold data for the next model)."""
+    post = reviewable_post(request, pk)
+    analysis = query.current_analysis(post, IMAGE_FIELD)
+    if analysis is None:
+        raise Http404("no analysis to correct")
+    try:
+        services.correct_caption(analysis, request.POST.get("caption", ""), request.user)
+    except services.InvalidCaption as exc:
+        messages.error(request, f"Caption not saved: {exc}.")
+        return back_to(post, "analysis")
+    messages.success(request, "Caption corrected.")
+    return back_to(post, "analysis")
+
+
+@login_required
+@require_POST
 def remove_tag(request: HttpRequest, pk: int, tag: str) -> HttpResponse:
     post = reviewable_post(request, pk)
     try:

@@ -8,7 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from hashtags.models import AcceptedTag, HashtagOptOut, Suggestion, SuggestionState
+from hashtags.models import AcceptedTag, HashtagOptOut, ImageAnalysis, Suggestion, SuggestionState
 from project.posts.models import Post
 from tests.hashtags import support
 
@@ -138,3 +138,27 @@ def test_owner_deletes_post(client, model, make_post, user):
     client.force_login(user)
     assert client.post(reverse("posts:delete", args=[post.pk])).status_code == 302
     assert not Post.objects.exists()
+
+
+def test_owner_corrects_the_caption_in_the_page(client, model, user):
+    client.force_login(user)
+    upload(client)
+    post = Post.objects.get()
+    page = client.get(post.get_absolute_url()).content.decode()
+    assert 'id="caption-form"' in page and 'for="caption-input"' in page  # a labelled field
+    url = reverse("posts:caption", args=[post.pk])
+    assert client.post(url, {"caption": "   "}).status_code == 302
+    analysis = ImageAnalysis.objects.get(object_id=str(post.pk))
+    assert analysis.corrected_caption is None
+    assert "Caption not saved" in client.get(post.get_absolute_url()).content.decode()
+    client.post(url, {"caption": "a brown dog  on grass"})
+    analysis.refresh_from_db()
+    assert analysis.corrected_caption == "a brown dog on grass" and analysis.corrected_by == user
+    page = client.get(post.get_absolute_url()).content.decode()
+    assert "a brown dog on grass" in page and 'alt="Photo by owner: a brown dog on grass"' in page
+
+
+def test_others_cannot_correct_the_caption(client, model, make_post, other_user):
+    post = make_post()
+    client.force_login(other_user)
+    assert client.post(reverse("posts:caption", args=[post.pk]), {"caption": "a cat"}).status_code == 403
