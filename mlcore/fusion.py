@@ -51,6 +51,14 @@ AGREEMENT_MIN = 0.05
 #: (:func:`uncalibrated_score`, as before the fusion existed).
 CAPTION_WEIGHT = 0.1
 
+#: The classifier's best tag is kept among the first :data:`CLASSIFIER_SLOT` + 1 suggestions when
+#: its probability reaches :data:`SLOT_MIN_PROBABILITY` and the photo's classes are unlike
+#: Flickr8k's (familiarity at most :data:`SLOT_MAX_FAMILIARITY`): the fitted model alone lets a
+#: Flickr8k-looking caption (a shark photo captioned as a beach) crowd out the one tag the
+#: classifier knows, and on Flickr8k-like photos the gate leaves the ranking alone.
+CLASSIFIER_SLOT = 4
+SLOT_MIN_PROBABILITY = 0.2
+SLOT_MAX_FAMILIARITY = -1.0
 #: Familiarity of a class never seen on Flickr8k photos (log of a 1/1000 share of the average).
 FAMILIARITY_FLOOR = -math.log(1000.0)
 #: The logistic model's inputs, in order (:func:`tag_features`).
@@ -251,7 +259,27 @@ def rank(evidence: ImageEvidence, fusion: FusionConfig) -> list[tuple[str, float
     scored = [(tag, round(min(1.0, max(0.0, scores[tag])), 6), item.sources())
               for tag, item in evidence.tags.items()]
     scored = [entry for entry in scored if entry[2]]
-    return sorted(scored, key=lambda entry: (-entry[1], evidence.order[entry[0]], entry[0]))
+    scored.sort(key=lambda entry: (-entry[1], evidence.order[entry[0]], entry[0]))
+    return _keep_classifier_slot(scored, evidence, fusion)
+
+
+def _keep_classifier_slot(scored: list[tuple[str, float, tuple[str, ...]]], evidence: ImageEvidence,
+                          fusion: FusionConfig) -> list[tuple[str, float, tuple[str, ...]]]:
+    """Move the classifier's best tag up to :data:`CLASSIFIER_SLOT` on an un-Flickr8k-like photo
+    (the rule beside :data:`SLOT_MIN_PROBABILITY`); its score is raised to the one it displaces,
+    so the list stays ordered by score. Only a fitted fusion does this (the fallback keeps the
+    old rule)."""
+    if fusion.weights is None or not evidence.context.has_classifier or len(scored) <= CLASSIFIER_SLOT:
+        return scored
+    best = max(evidence.tags, key=lambda tag: evidence.tags[tag].classifier, default=None)
+    if best is None or evidence.tags[best].classifier < SLOT_MIN_PROBABILITY:
+        return scored
+    position = next((i for i, entry in enumerate(scored) if entry[0] == best), None)
+    if position is None or position <= CLASSIFIER_SLOT or fusion.familiarity(evidence) > SLOT_MAX_FAMILIARITY:
+        return scored
+    tag, _, sources = scored.pop(position)
+    scored.insert(CLASSIFIER_SLOT, (tag, scored[CLASSIFIER_SLOT][1], sources))
+    return scored
 
 
 def fuse_hashtags(evidence: ImageEvidence, config: ExtractorConfig, fusion: FusionConfig,

@@ -261,3 +261,27 @@ def test_captioner_without_classifier_uses_captions_only(tmp_path_factory) -> No
     result = captioner.suggest([png(skimage_data.chelsea())])[0]
     assert all("classifier" not in tag.sources for tag in result.hashtags)
     assert "#cat" not in [tag.tag for tag in result.hashtags]
+
+
+def test_the_classifiers_best_tag_keeps_the_fifth_slot_on_an_unfamiliar_photo() -> None:
+    """A fitted model that trusts the heads far more than the classifier (as on a Flickr8k-looking
+    caption of a shark): the classifier's best tag still gets the fifth slot, scored like the tag
+    it displaces, unless the photo's classes are Flickr8k-like or the classifier is unsure."""
+    weights = [0.0] * len(FEATURES)
+    weights[FEATURES.index("head")], weights[FEATURES.index("head_missing")] = 5.0, -5.0
+    captions = beam("a man in a red shirt stands on the beach near the water")
+    head = {"beach": 0.9, "water": 0.8, "man": 0.8, "ocean": 0.7, "red": 0.6, "shirt": 0.6, "sand": 0.5}
+
+    def ranked(probability: float, familiar: dict[str, float]) -> list:
+        fusion = FusionConfig(tuple(weights), familiar)
+        return fuse_hashtags(gather_evidence(captions, head, one_hot(ESPRESSO, probability)),
+                             ExtractorConfig(), fusion)
+
+    tags = ranked(0.3, {})
+    assert tags[4].tag in {"#coffee", "#espresso"} and tags[4].sources == ("classifier",)
+    assert tags[4].score == tags[5].score  # raised to the displaced tag's score: still ordered
+    assert [tag.score for tag in tags] == sorted((tag.score for tag in tags), reverse=True)
+    assert all(0.0 <= tag.score <= 1.0 for tag in tags)
+    familiar = {"espresso": 1.0}  # a Flickr8k-like photo: no slot
+    assert not {"#coffee", "#espresso"} & {tag.tag for tag in ranked(0.3, familiar)[:5]}
+    assert not {"#coffee", "#espresso"} & {tag.tag for tag in ranked(0.1, {})[:5]}  # unsure: no slot
