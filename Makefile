@@ -39,6 +39,11 @@ $(VENV)/.installed: requirements.txt | $(PY)
 	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
 	@touch $@
 
+# Test-only tools (browser driver, contract tester), for `make test` only.
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
 # --- demo site --------------------------------------------------------------
 # Idempotent: creates demo/demo once, and keeps it staff + superuser.
 define DEMO_USER_PY
@@ -65,7 +70,7 @@ demo: demo-user
 	$(PY) manage.py runserver $(RUNSERVER_ARGS) $(HOST):$(PORT)
 
 # --- tests, worker, benchmarks ---------------------------------------------
-test: venv
+test: venv $(VENV)/.installed-dev
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 worker: export CELERY_BROKER_URL ?= redis://127.0.0.1:6379/0
