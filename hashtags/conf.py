@@ -96,6 +96,9 @@ DEFAULTS: dict[str, Any] = {
     # Largest image POST tag-image/ decodes (pixels): it answers synchronously, so it takes less
     # than a stored image may have (mlcore's limit, 40 megapixels).
     "TAG_IMAGE_MAX_PIXELS": 24_000_000,
+    # Most images one POST tag-images/ takes (one batched forward pass; each image counts as one
+    # call against TAG_IMAGE_THROTTLE and each may be MAX_UPLOAD_BYTES).
+    "TAG_IMAGE_BATCH_MAX": 16,
     # Largest upload accepted by POST tag-image/ (bytes); a bigger request body is refused from
     # its Content-Length, before it is read.
     "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,

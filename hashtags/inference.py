@@ -139,25 +139,38 @@ def reset_captioner() -> None:
 
 def suggest(image, captioner=None, *, max_pixels: int | None = None) -> Any:
     """Run the captioner (default: the serving one) on one image: a ``mlcore`` Suggestion or
-    ImageError (never raised).
+    ImageError (never raised)."""
+    return suggest_many([image], captioner, max_pixels=max_pixels)[0]
 
-    The image is decoded *before* taking :data:`inference_lock` (with at most ``max_pixels``
+
+def suggest_many(images: list, captioner=None, *, max_pixels: int | None = None) -> list:
+    """:func:`suggest` for several images in one batched forward pass; a bad image gets its own
+    ImageError in its place and does not fail the others.
+
+    Images are decoded *before* taking :data:`inference_lock` (with at most ``max_pixels``
     pixels, default mlcore's limit): a large upload costs its own request CPU time, not every
     other request's wait for the model."""
     captioner = captioner or get_captioner()
-    started = time.perf_counter()
-    try:
-        pixels = load_image(image, size=captioner.encoder.spec.input_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
-    except ImageError as error:
-        return error
-    load_s = time.perf_counter() - started
-    with inference_lock:
-        result = captioner.suggest(
-            [pixels], beam_width=hashtags_settings.BEAM_WIDTH, config=extractor_config()
-        )[0]
-    if isinstance(result, ImageError):
-        return result
-    return dataclasses.replace(result, timings={**(result.timings or {}), "load_s": load_s})
+    results: list = [None] * len(images)
+    decoded, positions, load_s = [], [], []
+    for position, image in enumerate(images):
+        started = time.perf_counter()
+        try:
+            decoded.append(load_image(image, size=captioner.encoder.spec.input_size,
+                                      max_pixels=max_pixels or DEFAULT_MAX_PIXELS))
+        except ImageError as error:
+            results[position] = error
+            continue
+        positions.append(position)
+        load_s.append(time.perf_counter() - started)
+    if decoded:
+        with inference_lock:
+            found = captioner.suggest(decoded, beam_width=hashtags_settings.BEAM_WIDTH, config=extractor_config())
+        for position, result, seconds in zip(positions, found, load_s):
+            if not isinstance(result, ImageError):
+                result = dataclasses.replace(result, timings={**(result.timings or {}), "load_s": seconds})
+            results[position] = result
+    return results
 
 
 def warm_up() -> bool:

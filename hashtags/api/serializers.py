@@ -84,6 +84,33 @@ class TagImageResponseSerializer(serializers.Serializer):
     timings = serializers.DictField(child=serializers.FloatField(), required=False)
 
 
+class TagImagesRequestSerializer(serializers.Serializer):
+    images = serializers.ListField(
+        child=serializers.FileField(), min_length=1,  # an empty file is that image's own error
+        help_text="The images, as repeated multipart form fields 'images' (at most HASHTAGS['TAG_IMAGE_BATCH_MAX']).")
+
+
+class TagImagesResultSerializer(serializers.Serializer):
+    """One image's answer in a batch: the tag-image answer (ok = true), or ``error`` + ``code``."""
+
+    index = serializers.IntegerField(help_text="Position of the image in the request.")
+    name = serializers.CharField(help_text="The uploaded file's name.")
+    ok = serializers.BooleanField()
+    caption = serializers.CharField(required=False)
+    caption_confidence = serializers.FloatField(required=False, allow_null=True, help_text="As in tag-image/.")
+    caption_uncertain = serializers.BooleanField(required=False, help_text="As in tag-image/.")
+    captions = serializers.ListField(child=serializers.CharField(), required=False)
+    hashtags = ScoredTagSerializer(many=True, required=False)
+    model_version = serializers.CharField(required=False)
+    timings = serializers.DictField(child=serializers.FloatField(), required=False)
+    error = serializers.CharField(required=False, help_text="Why this image got no hashtags (ok = false).")
+    code = serializers.CharField(required=False, help_text='Stable machine code, e.g. "not_an_image".')
+
+
+class TagImagesResponseSerializer(serializers.Serializer):
+    results = TagImagesResultSerializer(many=True, help_text="One per image, in request order.")
+
+
 class TagInputSerializer(serializers.Serializer):
     tag = tag_text_field(help_text='"#puppy" or "puppy"')
 

@@ -50,6 +50,30 @@ class TagImageThrottle(SharedCounters, ScopedRateThrottle):
         return hashtags_settings.TAG_IMAGE_THROTTLE
 
 
+class TagImagesThrottle(TagImageThrottle):
+    """``POST tag-images/``: each image of a batch spends one call of ``TAG_IMAGE_THROTTLE``, so a
+    batch buys no more model time than the same images sent one by one."""
+
+    def allow_request(self, request, view) -> bool:
+        self.rate = self.get_rate()
+        if self.rate is None:
+            return True
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        cost = view.batch_cost(request)
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - self.duration:
+            self.history.pop()
+        if len(self.history) + cost > self.num_requests:
+            return self.throttle_failure()
+        self.history[:0] = [self.now] * cost
+        self.cache.set(self.key, self.history, self.duration)
+        return True
+
+
 class APIThrottle(SharedCounters, SimpleRateThrottle):
     """Every hashtags API call: ``HASHTAGS["API_THROTTLE"]`` (None = off), per user or client."""
 

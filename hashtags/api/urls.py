@@ -1,6 +1,7 @@
 """URL map of the hashtags API (include under ``api/hashtags/``)::
 
     POST   tag-image/                                  caption + hashtags for an upload (anonymous, throttled)
+    POST   tag-images/                                 the same for several images, one batched pass
     GET    posts/?tag=dog[&model=posts.post]           posts with an accepted tag (paginated)
     GET    posts/<app_label.model>/<pk>/               analyses (status, error), suggestions, tags
     GET    posts/<app_label.model>/<pk>/suggestions/   suggestions of the current image
@@ -29,6 +30,7 @@ OBJECT = "posts/<str:content_type>/<str:pk>/"
 
 urlpatterns = [
     path("tag-image/", views.TagImageView.as_view(), name="tag-image"),
+    path("tag-images/", views.TagImagesView.as_view(), name="tag-images"),
     path("posts/", views.PostsByTagView.as_view(), name="posts-by-tag"),
     path(OBJECT, views.PostDetailView.as_view(), name="post-detail"),
     path(OBJECT + "suggestions/", views.PostSuggestionsView.as_view(), name="post-suggestions"),

@@ -25,7 +25,7 @@ from .. import services, versions
 from ..conf import hashtags_settings
 from ..dispatch import enqueue_analysis
 from ..explain import caption_is_uncertain
-from ..inference import suggest
+from ..inference import suggest, suggest_many
 from ..models import AcceptedTag, Hashtag, HashtagOptOut, ModelVersion, Suggestion
 from ..query import current_analyses, suggestions_of, tags_for_many, trending
 from ..registry import content_type_for, content_type_key, get_watched_model, watched_fields, watched_models
@@ -33,7 +33,7 @@ from ..tags import InvalidTag, canonical_name
 from .exceptions import Conflict, PayloadTooLarge, ServiceUnavailable, bad_request, exception_handler
 from .permissions import CanPromoteModel, CanReviewObject, read_permissions, tag_image_permissions
 from .schema import HashtagsAutoSchema
-from .throttling import API_THROTTLES, TagImageThrottle
+from .throttling import API_THROTTLES, TagImagesThrottle, TagImageThrottle
 from .serializers import (
     AcceptedTagSerializer,
     AnalysisSerializer,
@@ -47,6 +47,8 @@ from .serializers import (
     SuggestionSerializer,
     TagImageRequestSerializer,
     TagImageResponseSerializer,
+    TagImagesRequestSerializer,
+    TagImagesResponseSerializer,
     TagInputSerializer,
     TrendingQuerySerializer,
     TrendingTagSerializer,
@@ -171,6 +173,72 @@ class TagImageView(ApiDefaults, APIView):
 
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and headers around the image in a multipart body
+
+
+class TagImagesView(ApiDefaults, APIView):
+    """Several images in one request, one batched forward pass; one result per image in order,
+    and an image that cannot be read fails alone. Nothing is stored."""
+
+    parser_classes = [MultiPartParser, FormParser]
+    throttle_classes = [TagImagesThrottle, *API_THROTTLES]
+    throttle_scope = "hashtags_tag_image"
+
+    def get_permissions(self):
+        return tag_image_permissions()
+
+    @staticmethod
+    def body_limit() -> int:
+        return hashtags_settings.TAG_IMAGE_BATCH_MAX * (hashtags_settings.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD)
+
+    def batch_cost(self, request) -> int:
+        """Calls of TAG_IMAGE_THROTTLE this request spends: its image count (1 for a body the
+        view refuses unread)."""
+        if request_too_large(request, self.body_limit()):
+            return 1
+        return max(1, min(len(request.FILES.getlist("images")), hashtags_settings.TAG_IMAGE_BATCH_MAX + 1))
+
+    @extend_schema(
+        request={"multipart/form-data": TagImagesRequestSerializer},
+        responses={
+            200: TagImagesResponseSerializer,
+            400: OpenApiResponse(ErrorSerializer, description="No 'images' field, or more than TAG_IMAGE_BATCH_MAX."),
+            413: OpenApiResponse(ErrorSerializer, description="Request larger than TAG_IMAGE_BATCH_MAX images of MAX_UPLOAD_BYTES."),
+            503: OpenApiResponse(ErrorSerializer, description="The model could not be loaded."),
+        },
+    )
+    def post(self, request):
+        if request_too_large(request, self.body_limit()):
+            raise PayloadTooLarge(f"request is too large: {int(request.META['CONTENT_LENGTH']) / 1048576:.1f} MB")
+        uploads = request.FILES.getlist("images")
+        if not uploads:
+            raise bad_request("send the images as repeated multipart form fields 'images'", code="required")
+        most = hashtags_settings.TAG_IMAGE_BATCH_MAX
+        if len(uploads) > most:
+            raise bad_request(f"{len(uploads)} images: at most {most} per request", code="too_many")
+        results: list[dict | None] = [None] * len(uploads)
+        readable, positions = [], []
+        for position, upload in enumerate(uploads):
+            if upload.size > hashtags_settings.MAX_UPLOAD_BYTES:
+                results[position] = {"error": f"image is too large: {upload.size / 1048576:.1f} MB", "code": "too_large"}
+                continue
+            data = upload.read()
+            if not data:
+                results[position] = {"error": "empty file", "code": "empty"}
+                continue
+            readable.append(data)
+            positions.append(position)
+        try:
+            found = suggest_many(readable, max_pixels=hashtags_settings.TAG_IMAGE_MAX_PIXELS) if readable else []
+        except ArtifactError:
+            logger.exception("hashtags: model unavailable")
+            raise ServiceUnavailable("the hashtag model is unavailable; try again later", code="model_unavailable")
+        for position, result in zip(positions, found):
+            results[position] = ({"error": str(result), "code": "not_an_image"} if isinstance(result, ImageError)
+                                 else tag_image_payload(result))
+        return Response({"results": [
+            {"index": index, "name": upload.name, "ok": "error" not in result, **result}
+            for index, (upload, result) in enumerate(zip(uploads, results))
+        ]})
 
 
 def request_too_large(request, limit: int) -> bool:
@@ -368,6 +436,13 @@ class Pagination(PageNumberPagination):
     page_size = api_settings.PAGE_SIZE or 20
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def get_page_number(self, request, paginator):
+        """A blank or non-numeric ``page`` is refused, not read as page 1 (the schema says integer)."""
+        text = request.query_params.get(self.page_query_param)
+        if text is not None and not text.isdigit():
+            raise bad_request("page must be a whole number from 1", code="invalid_page")
+        return super().get_page_number(request, paginator)
 
     def get_page_size(self, request) -> int:
         """``page_size`` outside 1-100 is refused (400), as the schema says, not silently replaced."""
