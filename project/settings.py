@@ -168,6 +168,9 @@ HASHTAGS = {
 }
 # Behind reverse proxies that append to X-Forwarded-For, say how many; 0 = ignore the header.
 HASHTAGS["NUM_PROXIES"] = int(os.environ.get("DJANGO_NUM_PROXIES", "0"))
+# Benchmarks only (benchmarks/tag_images.py): no throttles on the API.
+if env_flag("HASHTAGS_UNTHROTTLED", False):
+    HASHTAGS["TAG_IMAGE_THROTTLE"] = HASHTAGS["API_THROTTLE"] = None
 if os.environ.get("HASHTAGS_MIN_SCORE"):
     HASHTAGS["MIN_SCORE"] = float(os.environ["HASHTAGS_MIN_SCORE"])
 
