@@ -9,6 +9,7 @@ replaced in one transaction. Finishing answers the object's :class:`~hashtags.mo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -295,13 +296,20 @@ def _record_unreadable(key: dict, image_name: str, error: str) -> ImageAnalysis:
     return analysis
 
 
+@functools.lru_cache(maxsize=4096)
+def _canonical(text: str) -> str:
+    """The model repeats the same few thousand tags: normalise each text once per process, not once
+    per stored suggestion (raises InvalidTag, which is not cached)."""
+    return canonical_name(text)
+
+
 def _resolve_hashtags(texts: list[str]) -> dict[str, Hashtag]:
     """Model tag text → the vocabulary tag now in use (merges followed); unusable text is left out.
     Existing tags come from one query; only tags never seen before cost a query each."""
     names: dict[str, str] = {}
     for text in texts:
         try:
-            names[text] = canonical_name(text)
+            names[text] = _canonical(text)
         except InvalidTag:
             continue
     wanted = {name.lower() for name in names.values()}
