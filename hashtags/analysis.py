@@ -9,6 +9,7 @@ replaced in one transaction. Finishing answers the object's :class:`~hashtags.mo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -21,7 +22,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.db.models.expressions import CombinedExpression
 from django.db.models.fields.files import FieldFile
-from django.db.models.functions import Coalesce, Now
+from django.db.models.functions import Coalesce, Lower, Now
 from django.utils import timezone
 from mlcore.artifact import ArtifactError
 from mlcore.images import ImageError
@@ -34,7 +35,7 @@ from .models import (AcceptedTagSource, AnalysisRequest, AnalysisStatus, Hashtag
                      Suggestion, SuggestionState)
 from .registry import content_type_for, owner_id
 from .reranker import apply_to_suggestion as apply_reranker
-from .tags import InvalidTag
+from .tags import InvalidTag, canonical_name
 
 logger = logging.getLogger(__name__)
 
@@ -295,6 +296,36 @@ def _record_unreadable(key: dict, image_name: str, error: str) -> ImageAnalysis:
     return analysis
 
 
+@functools.lru_cache(maxsize=4096)
+def _canonical(text: str) -> str:
+    """The model repeats the same few thousand tags: normalise each text once per process, not once
+    per stored suggestion (raises InvalidTag, which is not cached)."""
+    return canonical_name(text)
+
+
+def _resolve_hashtags(texts: list[str]) -> dict[str, Hashtag]:
+    """Model tag text → the vocabulary tag now in use (merges followed); unusable text is left out.
+    Existing tags come from one query; only tags never seen before cost a query each."""
+    names: dict[str, str] = {}
+    for text in texts:
+        try:
+            names[text] = _canonical(text)
+        except InvalidTag:
+            continue
+    wanted = {name.lower() for name in names.values()}
+    found = {tag.name.lower(): tag for tag in
+             Hashtag.objects.annotate(lower_name=Lower("name")).filter(lower_name__in=wanted)
+             .select_related("merged_into")} if wanted else {}
+    resolved: dict[str, Hashtag] = {}
+    for text, name in names.items():
+        tag = found.get(name.lower())
+        if tag is None:
+            tag, _ = Hashtag.objects.get_or_create_normalized(text)
+            found[name.lower()] = tag
+        resolved[text] = tag.resolve()
+    return resolved
+
+
 @transaction.atomic
 def _store(analysis_pk: int, result, timings: dict, claim: str | None = None) -> None:
     """Replace the pending suggestions with the new ones; keep decisions people already made (their
@@ -310,15 +341,13 @@ def _store(analysis_pk: int, result, timings: dict, claim: str | None = None) ->
     analysis.suggestions.filter(state=SuggestionState.PENDING).delete()
     decided = {s.hashtag_id: s for s in analysis.suggestions.all()}
     auto_accept = hashtags_settings.AUTO_ACCEPT_SCORE
-    to_accept: list[Suggestion] = []
+    tags = _resolve_hashtags([hashtag.tag for hashtag in result.hashtags])
+    to_create: list[Suggestion] = []
     seen: set[int] = set()
     rank = 0
     for hashtag in result.hashtags:
-        try:
-            tag, _ = Hashtag.objects.get_or_create_normalized(hashtag.tag)
-        except InvalidTag:
-            continue
-        if tag.pk in seen:
+        tag = tags.get(hashtag.tag)
+        if tag is None or tag.pk in seen:
             continue
         seen.add(tag.pk)
         rank += 1
@@ -326,12 +355,13 @@ def _store(analysis_pk: int, result, timings: dict, claim: str | None = None) ->
         if tag.pk in decided:
             Suggestion.objects.filter(pk=decided[tag.pk].pk).update(score=score, rank=rank, sources=sources)
             continue
-        suggestion = Suggestion.objects.create(
+        to_create.append(Suggestion(
             analysis=analysis, hashtag=tag, score=score, rank=rank, sources=sources,
             model_version=analysis.model_version,
-        )
-        if auto_accept is not None and score >= auto_accept:
-            to_accept.append(suggestion)
+        ))
+    # One INSERT for all of them (PostgreSQL returns the keys, which auto-accept needs).
+    Suggestion.objects.bulk_create(to_create)
+    to_accept = [s for s in to_create if auto_accept is not None and s.score >= auto_accept]
     analysis.caption = result.caption
     confidence = result.caption_confidence
     analysis.caption_confidence = None if confidence is None else float(confidence)

@@ -26,7 +26,7 @@ from typing import Any
 
 from django.db import connections, transaction
 from django.urls import NoReverseMatch, reverse
-from mlcore.artifact import ArtifactError
+from mlcore.artifact import MODEL_FILE, ArtifactError
 from mlcore.images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from PIL import Image
 
@@ -46,12 +46,15 @@ def _artifact_key(model_dir: str | None) -> str:
     if model_dir is None:
         return "<shipped>"
     path = Path(model_dir).expanduser().resolve()
-    # The artifact's files change when a new model is written in place; include their mtime.
-    try:
-        stamp = max((p.stat().st_mtime_ns for p in path.iterdir()), default=0)
-    except OSError:
-        stamp = 0
-    return f"{path}@{stamp}"
+    # Two stats, not one per file: artifacts are written by renaming into place (which moves the
+    # directory's mtime) and an in-place change re-versions model.json atomically (which moves its own).
+    stamps = []
+    for item in (path, path / MODEL_FILE):
+        try:
+            stamps.append(item.stat().st_mtime_ns)
+        except OSError:
+            stamps.append(0)
+    return f"{path}@{stamps[0]}.{stamps[1]}"
 
 
 def _serving_dir(refresh: bool) -> str | None:
