@@ -1,15 +1,37 @@
 """A model artifact: one directory that holds everything needed to caption an image.
 
-Layout::
+This module owns the model on disk: it is the one place that documents the format, writes a new
+artifact (:func:`save_artifact`) or changes one (:func:`revise`, :func:`set_version`), and each
+write is atomic. ``docs/CONTRACTS.md`` points here.
 
-    model.json             format, version, encoder, decoder config, decoding defaults, training
-    vocabulary.json        the words, special tokens first
-    decoder_weights.npz    decoder weights by variable path (float16 by default: half the size,
-                           and captions are unchanged in practice)
-    tag_head.json, tag_head_weights.npz, tag_head_<encoder>/
-                           optional tag heads (:mod:`mlcore.tag_head`)
+Format (every file; names relative to the artifact directory)::
+
+    model.json             the manifest: "format" (mlcore.captioner/1), "version", "created",
+                           "encoder" {name, input_size, feature_dim, preprocessing},
+                           "decoder" (mlcore.decoder.DecoderConfig), "decoding" {beam_width,
+                           length_penalty}, "training" (how it was made: data, settings,
+                           dev_metrics, one recipe per tag head under "tag_head" and
+                           "tag_head_<encoder>"), "weights" {file, sha256, dtype} of the decoder,
+                           and "derived_from": the earlier versions of a revised artifact
+    vocabulary.json        the words, special tokens first (mlcore.vocabulary)
+    decoder_weights.npz    decoder weights by variable path, "/" spelled "__" (float16 by
+                           default: half the size, and captions are unchanged in practice)
+    tag_head.json          optional tag head on the captioner's encoder (mlcore.tag_head):
+                           "format" (mlcore.tag_head/1-3), "tags", "hidden_units", "dropout",
+                           "feature_dim", "encoder", "tap", "views", "metrics"
+    tag_head_weights.npz   its weights by variable path; format 3 stores kernels as int8 with a
+                           float32 "<key>__int8_scale" per output column, the rest as float16
+    tag_head_<encoder>/    optional extra heads on other encoders, each with its own
+                           tag_head.json and tag_head_weights.npz; they rank the same tags
     fusion.json            optional fitted fusion of captions, heads and classifier
-                           (:mod:`mlcore.fusion`)
+                           (mlcore.fusion): "format", "features", "weights", "familiar_tags",
+                           "fitted_on"
+    MODEL_CARD.md          optional, written from model.json by ``python -m training card``
+
+Versions: a version names one set of weights. A new artifact gets ``version`` or one derived
+from the decoder's weights; a change to an existing one (a retrained tag head, a fitted
+``fusion.json``) goes through :func:`revise` or :func:`set_version`, which require a new version
+and record the old one in ``derived_from``, so statistics kept per version never mix two models.
 
 Loading validates everything up front, so a corrupt, partial or mismatched artifact fails with
 an :class:`ArtifactError` that names the file and the problem instead of a Keras stack trace.
@@ -20,8 +42,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from mlcore.errors import ArtifactError  # defined apart for tag_head; the name callers import
-from mlcore.tag_head import save_tag_head
+from mlcore.tag_head import HEAD_FILE, HEAD_WEIGHTS_FILE, MEMBER_PREFIX, member_dir, save_tag_head
 from mlcore.vocabulary import Vocabulary
 
 FORMAT = "mlcore.captioner/1"
@@ -37,6 +63,8 @@ MODEL_FILE = "model.json"
 VOCABULARY_FILE = "vocabulary.json"
 WEIGHTS_FILE = "decoder_weights.npz"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
+#: What :func:`tag_head_version` appends: "-th" and the first hex digits of the heads' digest.
+_TAG_HEAD_SUFFIX = re.compile(r"-th[0-9a-f]{8}$")
 
 
 @dataclass
@@ -63,48 +91,155 @@ def save_artifact(out_dir: str | Path, *, decoder, vocabulary: Vocabulary, encod
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    arrays = {_variable_key(v.path): np.asarray(v.numpy()).astype(weights_dtype)
-              for v in decoder.model.weights}
-    np.savez(staging / WEIGHTS_FILE, **arrays)
-    vocabulary.save(staging / VOCABULARY_FILE)
-    if tag_head is not None:
-        save_tag_head(staging, tag_head)
-    digest = hashlib.sha256((staging / WEIGHTS_FILE).read_bytes()).hexdigest()
-    version = version or f"{encoder['name']}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{digest[:8]}"
-    manifest = {
-        "format": FORMAT,
-        "version": version,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "encoder": encoder,
-        "decoder": decoder.config.to_json(),
-        "decoding": decoding or {"beam_width": 3, "length_penalty": 0.7},
-        "training": training or {},
-        "weights": {"file": WEIGHTS_FILE, "sha256": digest, "dtype": weights_dtype},
-    }
-    (staging / MODEL_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    if out_dir.exists():
-        backup = out_dir.with_name(f".{out_dir.name}.old")
-        if backup.exists():
-            _remove_tree(backup)
-        os.replace(out_dir, backup)
-        os.replace(staging, out_dir)
-        _remove_tree(backup)
-    else:
-        os.replace(staging, out_dir)
+    try:
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; model files are world-readable
+        arrays = {_variable_key(v.path): np.asarray(v.numpy()).astype(weights_dtype)
+                  for v in decoder.model.weights}
+        np.savez(staging / WEIGHTS_FILE, **arrays)
+        vocabulary.save(staging / VOCABULARY_FILE)
+        if tag_head is not None:
+            save_tag_head(staging, tag_head)
+        digest = hashlib.sha256((staging / WEIGHTS_FILE).read_bytes()).hexdigest()
+        version = (version or
+                   f"{encoder['name']}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{digest[:8]}")
+        manifest = {
+            "format": FORMAT,
+            "version": version,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "encoder": encoder,
+            "decoder": decoder.config.to_json(),
+            "decoding": decoding or {"beam_width": 3, "length_penalty": 0.7},
+            "training": training or {},
+            "weights": {"file": WEIGHTS_FILE, "sha256": digest, "dtype": weights_dtype},
+        }
+        (staging / MODEL_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        _refuse_same_version_other_weights(out_dir, staging, version)
+        _swap_in(staging, out_dir)
+    except BaseException:
+        if staging.exists():
+            _remove_tree(staging)
+        raise
     return out_dir
 
 
+def _refuse_same_version_other_weights(out_dir: Path, staging: Path, version: str) -> None:
+    """Overwriting an artifact keeps its version only when the weights are the same ones."""
+    try:
+        old_version = read_info(out_dir).version
+    except ArtifactError:
+        return  # nothing there, or not an artifact: no version to mix up
+    if old_version == version and _weights_digest(out_dir) != _weights_digest(staging):
+        raise ArtifactError(f"{out_dir} already holds version {version!r} with other weights; "
+                            "give the new model a new version")
+
+
+def _weights_digest(model_dir: Path) -> str:
+    """One digest of the decoder's and every tag head's files."""
+    digest = hashlib.sha256()
+    for path in [model_dir / WEIGHTS_FILE, *_tag_head_files(model_dir)]:
+        digest.update(path.relative_to(model_dir).as_posix().encode())
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    return digest.hexdigest()
+
+
+def _tag_head_files(model_dir: Path) -> list[Path]:
+    directories = [model_dir, *sorted(d for d in model_dir.glob(f"{MEMBER_PREFIX}*") if d.is_dir())]
+    return [directory / name for directory in directories
+            for name in (HEAD_FILE, HEAD_WEIGHTS_FILE) if (directory / name).is_file()]
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Put the finished ``staging`` directory where ``out_dir`` is, by renames only."""
+    if not out_dir.exists():
+        os.replace(staging, out_dir)
+        return
+    backup = out_dir.with_name(f".{out_dir.name}.old")
+    if backup.exists():
+        _remove_tree(backup)
+    os.replace(out_dir, backup)
+    os.replace(staging, out_dir)
+    _remove_tree(backup)
+
+
+@dataclass
+class Revision:
+    """A full copy of an artifact, beside it, that a job changes; :func:`revise` puts it in place.
+
+    ``version`` must be set to a new version before the ``with`` block ends; ``manifest`` is the
+    copy's ``model.json`` (change ``manifest["training"]`` to record how the change was made).
+    """
+
+    directory: Path
+    manifest: dict
+    version: str | None = None
+
+    def write_tag_head(self, head, metrics: dict | None = None, extra: bool = False) -> Path:
+        """Write ``head`` (:class:`mlcore.tag_head.TagHead`) as the artifact's head, or with
+        ``extra`` as its extra head on ``head.encoder`` (``tag_head_<encoder>/``)."""
+        if extra and not head.encoder:
+            raise ValueError("an extra tag head needs its encoder's name")
+        target = member_dir(self.directory, head.encoder) if extra else self.directory
+        target.mkdir(exist_ok=True)
+        save_tag_head(target, head, metrics)
+        return target
+
+
+@contextmanager
+def revise(model_dir: str | Path, version: str | None = None) -> Iterator[Revision]:
+    """Change an artifact atomically under a new version.
+
+    The block works on a copy beside ``model_dir``; when it ends without an error the copy gets
+    the revision's version (the old one goes to ``derived_from``) and replaces the artifact by
+    renames. An error inside the block, or a version that is missing or unchanged, leaves the
+    artifact exactly as it was and removes the copy.
+    """
+    model_dir = Path(model_dir)
+    read_info(model_dir)  # a valid artifact, or ArtifactError
+    staging = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", dir=model_dir.parent))
+    try:
+        shutil.copytree(model_dir, staging, dirs_exist_ok=True)
+        manifest = json.loads((staging / MODEL_FILE).read_text(encoding="utf-8"))
+        revision = Revision(staging, manifest, version)
+        yield revision
+        if not revision.version or revision.version == manifest["version"]:
+            raise ArtifactError(f"{model_dir}: a changed artifact needs a new version "
+                                f"(it is {manifest['version']!r})")
+        _bump_version(manifest, revision.version)
+        write_json_atomically(staging / MODEL_FILE, manifest)
+        _swap_in(staging, model_dir)
+    except BaseException:
+        if staging.exists():
+            _remove_tree(staging)
+        raise
+
+
+def tag_head_version(version: str, model_dir: str | Path) -> str:
+    """The version of an artifact whose tag heads changed: ``version`` (less a suffix this added
+    before) plus ``-th`` and a digest of every head's files. The same heads give the same name,
+    other heads another one; the decoder's version stays readable in front."""
+    digest = hashlib.sha256()
+    model_dir = Path(model_dir)
+    for path in _tag_head_files(model_dir):
+        digest.update(path.relative_to(model_dir).as_posix().encode())
+        digest.update(path.read_bytes())
+    return f"{_TAG_HEAD_SUFFIX.sub('', version)}-th{digest.hexdigest()[:8]}"
+
+
 def set_version(model_dir: str | Path, version: str) -> None:
-    """Give an artifact a new version after one of its files changed in place (``fusion.json``,
-    a tag head), so per-version statistics never mix two behaviours under one name. The
-    previous version is kept in ``model.json``'s ``derived_from``; written atomically."""
+    """Give an artifact a new version after one of its files changed in place (``fusion.json``),
+    so per-version statistics never mix two behaviours under one name. The previous version is
+    kept in ``model.json``'s ``derived_from``; written atomically."""
     manifest_path = Path(model_dir) / MODEL_FILE
     read_info(model_dir)  # a valid artifact, or ArtifactError
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    _bump_version(manifest, version)
+    write_json_atomically(manifest_path, manifest)
+
+
+def _bump_version(manifest: dict, version: str) -> None:
     if manifest["version"] != version:
         manifest.setdefault("derived_from", []).append(manifest["version"])
         manifest["version"] = version
-    write_json_atomically(manifest_path, manifest)
 
 
 def write_json_atomically(path: str | Path, data: dict) -> None:

@@ -91,11 +91,6 @@ class Captioner:
         (``$MLCORE_RESNET50_WEIGHTS`` if set, else Keras' ImageNet download).
         """
 
-        def weights_for(name: str, weights: str | os.PathLike | None) -> str | os.PathLike | None:
-            if name == "resnet50" and weights == "default" and resnet50_weights is not None:
-                return resnet50_weights
-            return weights
-
         if model_dir is None:
             model_dir = DEFAULT_MODEL_DIR
             if not (Path(model_dir) / "model.json").is_file():
@@ -104,8 +99,8 @@ class Captioner:
                     "`python -m training train` and pass its directory (--model / MODEL_DIR)")
         info, decoder, vocabulary = load_artifact(model_dir)
         try:
-            encoder = build_encoder(info.encoder["name"],
-                                    weights=weights_for(info.encoder["name"], encoder_weights))
+            encoder = build_encoder(info.encoder["name"], weights=encoder_weights,
+                                    resnet50_weights=resnet50_weights)
         except ValueError as error:
             raise ArtifactError(f"{model_dir}: {error}") from None
         length_penalty = float(info.decoding.get("length_penalty", 0.7))
@@ -122,8 +117,9 @@ class Captioner:
         extra_heads = []
         for head in heads[1:]:
             try:  # an extra head runs its own encoder (e.g. EfficientNet-Lite2's weights package)
-                extra_heads.append((head, build_encoder(head.encoder, weights=weights_for(
-                    head.encoder, None if encoder_weights is None else "default"))))
+                extra_heads.append((head, build_encoder(
+                    head.encoder, weights=None if encoder_weights is None else "default",
+                    resnet50_weights=resnet50_weights)))
             except (ValueError, EncoderWeightsError) as error:
                 raise ArtifactError(f"{model_dir}: extra tag head: {error}") from None
         if tag_views is not None:

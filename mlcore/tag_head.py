@@ -181,6 +181,10 @@ def _quantizable(array: np.ndarray) -> bool:
 
 
 def save_tag_head(model_dir: str | Path, head: TagHead, metrics: dict | None = None) -> None:
+    """Write the head's two files into ``model_dir``, in place (the format: :mod:`mlcore.artifact`).
+
+    A building block: a head in a model people use is written through
+    :func:`mlcore.artifact.revise` (atomic, and under a new version)."""
     model_dir = Path(model_dir)
     arrays: dict[str, np.ndarray] = {}
     for variable in head.model.weights:

@@ -14,13 +14,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Only modules without TensorFlow at the top: `python -m training --help` must stay quick. The
 # commands import their TensorFlow/Keras modules inside (marked `# lazy:`).
-from mlcore.artifact import (DEFAULT_MODEL_DIR, MODEL_FILE, ArtifactError,  # noqa: E402
-                             load_artifact, read_info, set_version)
+from mlcore.artifact import (DEFAULT_MODEL_DIR, ArtifactError, load_artifact,  # noqa: E402
+                             read_info, set_version)
 from mlcore.classes import imagenet_classes  # noqa: E402
 from mlcore.tag_head import (average_probabilities, check_head_views,  # noqa: E402
-                             load_tag_heads, member_dir, save_tag_head)
-from mlcore.views import DEFAULT_TEST_VIEWS, DEFAULT_TRAIN_VIEWS, check_views  # noqa: E402
+                             load_tag_heads)
 from tqdm.auto import tqdm  # noqa: E402
+from training.config import TagHeadConfig, TrainConfig  # noqa: E402
 from training.feature_cache import FeatureCache  # noqa: E402
 from training.flickr8k import Flickr8k  # noqa: E402
 from training.wordnet_tags import write as write_wordnet_data  # noqa: E402
@@ -45,8 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a decoder and write a model artifact")
     _add_data_arguments(train)
-    defaults = {f.name: f.default for f in dataclasses.fields(_train_config_class())
-                if f.default is not dataclasses.MISSING}
+    defaults = _defaults(TrainConfig)
     train.add_argument("--encoder", default=defaults["encoder"])
     train.add_argument("--out", required=True, help="model artifact directory to write")
     train.add_argument("--optimizer", choices=["adam", "rmsprop"], default=defaults["optimizer"])
@@ -90,26 +89,33 @@ def build_parser() -> argparse.ArgumentParser:
     head = commands.add_parser("tag-head", help="(re)train the tag head of an existing artifact")
     _add_data_arguments(head)
     head.add_argument("--model", required=True)
+    head_defaults = _defaults(TagHeadConfig)
     head.add_argument("--encoder", default=None,
                       help="train an extra head on this encoder (e.g. efficientnet_lite2), kept "
                            "in tag_head_<encoder>/ and averaged with the model's own head; "
                            "default: replace the head on the captioner's encoder")
-    head.add_argument("--epochs", type=int, default=10,
-                      help="passes over all training views with the encoder frozen")
-    head.add_argument("--units", type=int, default=1024)
-    head.add_argument("--seed", type=int, default=42)
-    head.add_argument("--min-images", type=int, default=5,
+    head.add_argument("--epochs", type=int, default=head_defaults["epochs"],
+                      help="passes over all training views with the encoder frozen "
+                           "(default: %(default)s)")
+    head.add_argument("--units", type=int, default=head_defaults["units"])
+    head.add_argument("--seed", type=int, default=head_defaults["seed"])
+    head.add_argument("--min-images", type=int, default=head_defaults["min_images"],
                       help="tags used on fewer training images are not learned")
     head.add_argument("--finetune-tap", default=None, metavar="LAYER",
                       help="then fine-tune the encoder's layers after LAYER with the head "
                            "(the shipped model: block14_add, EfficientNet-Lite0's last block)")
-    head.add_argument("--finetune-epochs", type=int, default=6)
-    head.add_argument("--finetune-learning-rate", type=float, default=2e-4)
-    head.add_argument("--train-views", default=",".join(DEFAULT_TRAIN_VIEWS), metavar="VIEWS",
+    head.add_argument("--finetune-epochs", type=int, default=head_defaults["finetune_epochs"])
+    head.add_argument("--finetune-learning-rate", type=float,
+                      default=head_defaults["finetune_learning_rate"])
+    head.add_argument("--train-views", default=",".join(head_defaults["train_views"]),
+                      metavar="VIEWS",
                       help="comma-separated image views to train on (mlcore.views; default: "
                            "%(default)s)")
-    head.add_argument("--views", default=",".join(DEFAULT_TEST_VIEWS), metavar="VIEWS",
+    head.add_argument("--views", default=",".join(head_defaults["views"]), metavar="VIEWS",
                       help="image views the head averages at test time (default: %(default)s)")
+    head.add_argument("--version", default=None,
+                      help="the artifact's new version (its weights change); default: its "
+                           "version plus -th and a digest of the tag heads' files")
 
     card = commands.add_parser("card", help="write MODEL_CARD.md from an artifact's metadata")
     card.add_argument("--model", required=True)
@@ -148,9 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train_config_class():
-    from training.train import TrainConfig  # lazy: TensorFlow start-up, not for --help
-    return TrainConfig
+def _defaults(config_class) -> dict:
+    """A settings dataclass's defaults, so that the options and the API never disagree."""
+    return {f.name: f.default for f in dataclasses.fields(config_class)
+            if f.default is not dataclasses.MISSING}
 
 
 def run_features(args) -> int:
@@ -171,7 +178,7 @@ def run_features(args) -> int:
 
 
 def run_train(args) -> int:
-    from training.train import TrainConfig, train  # lazy: TensorFlow start-up
+    from training.train import train  # lazy: TensorFlow start-up
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{key: value for key, value in vars(args).items() if key in fields})
@@ -256,83 +263,30 @@ def run_evaluate(args) -> int:
 
 
 def run_tag_head(args) -> int:
-    """Add a tag head to an artifact whose decoder is already trained (no LSTM retraining)."""
-    from training.tag_head import finetune_tag_head, train_tag_head  # lazy: Keras start-up
-    from training.train import (TrainConfig, compute_features, evaluate_decoder,  # lazy: TensorFlow
-                                heads_inputs,
-                                tag_head_inputs)
+    """Add or replace a tag head of an artifact whose decoder is already trained."""
+    from training.tag_head_job import run_tag_head_job  # lazy: TensorFlow start-up
 
-    info, decoder, vocabulary = load_artifact(args.model)
-    captioner_encoder = info.encoder["name"]
-    extra = bool(args.encoder) and args.encoder != captioner_encoder
-    if extra and not args.finetune_tap:
-        print("error: an extra head on another encoder needs --finetune-tap", file=sys.stderr)
-        return 2
-    config = TrainConfig(data=args.data, encoder=args.encoder or captioner_encoder,
-                         cache_dir=args.cache_dir,
-                         beam_width=int(info.decoding.get("beam_width", 3)),
-                         length_penalty=float(info.decoding.get("length_penalty", 0.7)))
+    config = TagHeadConfig(
+        data=args.data, model=args.model, encoder=args.encoder, cache_dir=args.cache_dir,
+        epochs=args.epochs, units=args.units, seed=args.seed, min_images=args.min_images,
+        finetune_tap=args.finetune_tap, finetune_epochs=args.finetune_epochs,
+        finetune_learning_rate=args.finetune_learning_rate,
+        train_views=tuple(args.train_views.split(",")), views=tuple(args.views.split(",")),
+        version=args.version)
     try:
-        train_views = check_views(args.train_views.split(","))
-        test_views = check_head_views(args.views.split(","))
+        result = run_tag_head_job(config)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    dataset = Flickr8k.load(args.data)
-    (plain,), train_examples = compute_features(config, dataset.split("train").examples,
-                                                ("plain",))
-    paths = [example.image_path for example in train_examples]
-    map_views = None
-    if args.finetune_tap:  # one forward pass per view fills the map cache and the pooled one
-        try:
-            map_views = [tag_head_inputs(args.finetune_tap, plain, paths, config.encoder,
-                                         args.cache_dir, view) for view in train_views]
-        except ValueError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-    views = [tag_head_inputs(None, plain, paths, config.encoder, args.cache_dir, view)
-             for view in train_views]
-    head = train_tag_head(views, train_examples, args.units, epochs=args.epochs, seed=args.seed,
-                          min_images=args.min_images)
-    if head is None:
-        print(f"error: no tag is used on {args.min_images} or more training images; no tag head",
-              file=sys.stderr)
-        return 1
-    del views
-    if map_views is not None:
-        head = finetune_tag_head(head, map_views, train_examples, config.encoder,
-                                 args.finetune_tap, epochs=args.finetune_epochs,
-                                 learning_rate=args.finetune_learning_rate,
-                                 min_images=args.min_images, seed=args.seed)
-        del map_views
-    head.views = test_views
-    target = member_dir(args.model, config.encoder) if extra else Path(args.model)
-    target.mkdir(exist_ok=True)
-    save_tag_head(target, head)
-    try:  # measure the heads as stored (int8 kernels), not as trained
-        heads = load_tag_heads(args.model)
     except ArtifactError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    caption_config = dataclasses.replace(config, encoder=captioner_encoder)
-    (dev_features,), dev_examples = compute_features(caption_config,
-                                                     dataset.split("dev").examples, ("plain",))
-    dev_inputs = heads_inputs(heads, dev_features, [e.image_path for e in dev_examples],
-                              captioner_encoder, args.cache_dir)
-    metrics = evaluate_decoder(decoder, vocabulary, heads, dev_features, dev_examples, config,
-                               head_inputs=dev_inputs)
-    manifest_path = Path(args.model) / MODEL_FILE
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    manifest["training"]["dev_metrics"] = metrics
-    key = member_dir(args.model, config.encoder).name if extra else "tag_head"
-    manifest["training"][key] = {"epochs": args.epochs, "units": args.units,
-                                        "tags": len(head.tags), "finetune_tap": head.tap,
-                                        "finetune_epochs": args.finetune_epochs if head.tap else 0,
-                                        "finetune_learning_rate": args.finetune_learning_rate,
-                                        "train_views": list(train_views),
-                                        "views": list(head.views)}
-    manifest_path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    print(json.dumps(metrics))
+    if result is None:
+        print(f"error: no tag is used on {args.min_images} or more training images; no tag head",
+              file=sys.stderr)
+        return 1
+    print(json.dumps({"model": str(args.model), "model_version": result.version,
+                      "derived_from": result.previous_version, **result.metrics}))
     return 0
 
 

@@ -15,6 +15,8 @@ import keras
 import numpy as np
 
 from mlcore.tag_head import TagHead, build_tag_head_model, tag_targets
+from training.config import (TAG_HEAD_EPOCHS, TAG_HEAD_FINETUNE_EPOCHS,
+                             TAG_HEAD_FINETUNE_LEARNING_RATE, TAG_HEAD_UNITS, TAG_MIN_IMAGES)
 from training.evaluate import caption_tags
 from training.flickr8k import Example
 
@@ -22,8 +24,9 @@ logger = logging.getLogger(__name__)
 
 
 def train_tag_head(feature_views: Sequence[np.ndarray], examples: Sequence[Example],
-                   hidden_units: int = 1024, dropout: float = 0.5, epochs: int = 30,
-                   min_images: int = 5, batch_size: int = 128, seed: int = 42) -> TagHead | None:
+                   hidden_units: int = TAG_HEAD_UNITS, dropout: float = 0.5,
+                   epochs: int = TAG_HEAD_EPOCHS, min_images: int = TAG_MIN_IMAGES,
+                   batch_size: int = 128, seed: int = 42) -> TagHead | None:
     """Fit the head on every view of the training images (plain and mirrored features).
 
     Returns None when no tag is used on ``min_images`` images (tiny datasets): the model then
@@ -51,8 +54,10 @@ def _targets(examples: Sequence[Example], min_images: int) -> tuple[list[str], n
 
 
 def finetune_tag_head(head: TagHead, map_views: Sequence[np.ndarray], examples: Sequence[Example],
-                      encoder: str, tap: str, epochs: int = 6, learning_rate: float = 2e-4,
-                      min_images: int = 5, batch_size: int = 64, seed: int = 42) -> TagHead:
+                      encoder: str, tap: str, epochs: int = TAG_HEAD_FINETUNE_EPOCHS,
+                      learning_rate: float = TAG_HEAD_FINETUNE_LEARNING_RATE,
+                      min_images: int = TAG_MIN_IMAGES, batch_size: int = 64,
+                      seed: int = 42) -> TagHead:
     """Fine-tune ``encoder``'s layers after ``tap`` together with ``head``'s classifier.
 
     ``map_views`` are the ``tap`` outputs of the training images (plain and mirrored), in the

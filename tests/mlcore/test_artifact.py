@@ -181,3 +181,81 @@ def test_an_extra_tag_head_on_another_encoder_is_averaged_in(copy, tmp_path):
     flipped = Captioner.load(copy, tag_views=["plain", "flipped"])  # TAG_VIEWS: every head
     assert {head.views for head in [flipped.tag_head] + [h for h, _ in flipped.extra_heads]} == {
         ("plain", "flipped")}
+
+
+# --- changing an artifact: atomic, and always under a new version ---------------------------
+
+
+def _files(model_dir):
+    """Every file of an artifact with its bytes, by relative path."""
+    return {str(path.relative_to(model_dir)): path.read_bytes()
+            for path in sorted(model_dir.rglob("*")) if path.is_file()}
+
+
+def _head(tags, seed=0, encoder=None):
+    import keras
+
+    from mlcore.tag_head import TagHead, build_tag_head_model
+
+    keras.utils.set_random_seed(seed)
+    return TagHead(tags, build_tag_head_model(1280, len(tags), 4, 0.0), 4, 0.0, encoder=encoder)
+
+
+def test_a_retrained_tag_head_gives_the_artifact_a_new_version(copy):
+    from mlcore.artifact import revise, tag_head_version
+    from mlcore.tag_head import load_tag_head, load_tag_heads
+
+    first = read_info(copy).version
+    with revise(copy) as revision:
+        revision.write_tag_head(_head(["dog", "ball"]))
+        revision.manifest["training"]["tag_head"] = {"epochs": 1}
+        revision.version = tag_head_version(first, revision.directory)
+    second = read_info(copy)
+    assert second.version.startswith(first + "-th") and len(second.version) == len(first) + 11
+    assert second.training["tag_head"] == {"epochs": 1}
+    assert json.loads((copy / "model.json").read_text())["derived_from"] == [first]
+    assert load_tag_head(copy).tags == ["dog", "ball"]
+    assert not [p for p in copy.parent.iterdir() if p.name.startswith(".")]  # no copy left
+
+    with revise(copy) as revision:  # retrained again: other weights, another version
+        revision.write_tag_head(_head(["dog", "ball"], seed=1))
+        revision.write_tag_head(_head(["dog", "ball"], seed=2, encoder="efficientnet_lite2"),
+                                extra=True)
+        revision.version = tag_head_version(second.version, revision.directory)
+    third = read_info(copy).version
+    assert third != second.version and third.startswith(first + "-th")  # one suffix, not two
+    assert third.count("-th") == first.count("-th") + 1
+    assert [head.encoder for head in load_tag_heads(copy)] == [None, "efficientnet_lite2"]
+    assert json.loads((copy / "model.json").read_text())["derived_from"] == [first, second.version]
+    assert tag_head_version(third, copy) == third  # the same heads: the same name
+
+
+def test_a_failure_midway_leaves_the_old_artifact_intact(copy):
+    from mlcore.artifact import revise
+
+    before = _files(copy)
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        with revise(copy) as revision:
+            revision.write_tag_head(_head(["dog"]))
+            revision.version = "v-new"
+            raise RuntimeError("evaluation failed")
+    assert _files(copy) == before
+    for version in (None, read_info(copy).version):  # no version, or the old one: refused
+        with pytest.raises(ArtifactError, match="needs a new version"):
+            with revise(copy, version=version) as revision:
+                revision.write_tag_head(_head(["dog"]))
+        assert _files(copy) == before
+    assert not [p for p in copy.parent.iterdir() if p.name.startswith(".")]
+    load_artifact(copy)  # still a valid artifact
+
+
+def test_an_artifact_is_not_overwritten_by_other_weights_under_its_version(tmp_path):
+    from mlcore.testing import make_tiny_artifact
+
+    target = make_tiny_artifact(tmp_path / "model", epochs=1, seed=0, version="v1")
+    before = _files(target)
+    with pytest.raises(ArtifactError, match="already holds version 'v1' with other weights"):
+        make_tiny_artifact(target, epochs=1, seed=1, version="v1")
+    assert _files(target) == before
+    make_tiny_artifact(target, epochs=1, seed=1, version="v2")  # a new version may replace it
+    assert read_info(target).version == "v2"

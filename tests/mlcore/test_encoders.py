@@ -263,6 +263,23 @@ def test_resnet50_loads_a_weights_file_given_by_path_or_env(
     np.testing.assert_allclose(from_env.encode(random_images), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_build_encoder_takes_the_resnet50_default_file_as_an_argument(
+    random_resnet: Encoder, random_images, tmp_path: Path, monkeypatch
+) -> None:
+    """``resnet50_weights`` is what ``"default"`` means for ResNet50, before the env var; an
+    explicit ``weights`` (None, a path) wins over it."""
+    weights_file = tmp_path / "resnet50.weights.h5"
+    random_resnet.model.save_weights(weights_file)
+    expected = random_resnet.encode(random_images[:1])
+    monkeypatch.setenv(resnet50.WEIGHTS_ENV_VAR, str(tmp_path / "nowhere.h5"))
+    given = build_encoder("resnet50", resnet50_weights=weights_file)
+    np.testing.assert_allclose(given.encode(random_images[:1]), expected, rtol=1e-5, atol=1e-5)
+    random_again = build_encoder("resnet50", weights=None, resnet50_weights=weights_file)
+    assert not np.allclose(random_again.encode(random_images[:1]), expected)
+    with pytest.raises(EncoderWeightsError, match="nowhere.h5"):  # without it: the env var
+        build_encoder("resnet50")
+
+
 def test_captioner_takes_the_resnet50_weights_file_as_an_argument(
     random_resnet: Encoder, random_images, tmp_path: Path, monkeypatch
 ) -> None:
