@@ -37,8 +37,6 @@ from training.evaluate import precision_recall_at_k, reference_tags
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(n\d{8})_")
-#: The extractor settings evaluation ranks with (every tag of a caption); ``evaluate-ood`` imports it.
-ALL_TAGS = EVERY_TAG
 
 
 @dataclass
@@ -173,6 +171,6 @@ def sample(examples: Sequence, count: int, seed: int = 0) -> list:
     return random.Random(seed).sample(list(examples), count)
 
 
-__all__ = ["ALL_TAGS", "LabelledImage", "collect_evidence", "design_matrix", "fit_fusion",
+__all__ = ["LabelledImage", "collect_evidence", "design_matrix", "fit_fusion",
            "flickr8k_images", "fusion_report", "hits_at", "imagenet_images", "imagenet_photos",
            "ranked_tags", "sample"]

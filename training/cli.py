@@ -300,7 +300,8 @@ def run_card(args) -> int:
 
 def run_evaluate_ood(args) -> int:
     from mlcore.captioner import Captioner  # lazy: TensorFlow start-up
-    from training.calibrate import ALL_TAGS, hits_at, imagenet_photos  # lazy: TensorFlow start-up
+    from mlcore.extractor import EVERY_TAG  # lazy: word data, not needed for --help
+    from training.calibrate import hits_at, imagenet_photos  # lazy: TensorFlow start-up
 
     try:
         photos = imagenet_photos(args.images)
@@ -313,7 +314,7 @@ def run_evaluate_ood(args) -> int:
     for start in tqdm(range(0, len(photos), 32), desc="evaluate-ood", unit="batch", leave=False):
         batch = photos[start:start + 32]
         for (_, index), result in zip(batch, captioner.suggest([str(p) for p, _ in batch],
-                                                               beam_width=args.beam, config=ALL_TAGS)):
+                                                               beam_width=args.beam, config=EVERY_TAG)):
             if not hasattr(result, "hashtags"):
                 failed += 1
                 continue

@@ -11,12 +11,11 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from hashtags import services, versions
 from hashtags.analysis import run_analysis
 from hashtags.inference import get_captioner, reset_captioner
-from hashtags.models import ImageAnalysis, ModelVersion, Suggestion
+from hashtags.models import ModelVersion, Suggestion
 
 pytestmark = pytest.mark.django_db
 
