@@ -4,7 +4,7 @@ their errors and a re-run action. Every decision goes through :mod:`hashtags.ser
 Every action that changes something declares the permission it needs (``@admin.action(permissions=)``)
 and Django hides and refuses it for everyone else, so a view-only staff account can look but not
 act: deciding on suggestions, merging tags and re-running analyses need
-``hashtags.change_suggestion`` (:data:`~hashtags.registry.REVIEW_PERMISSION`, the moderator's
+``hashtags.change_suggestion`` (:data:`~hashtags.watched.REVIEW_PERMISSION`, the moderator's
 permission the API and the demo ask for too), promoting and rolling back need
 ``hashtags.promote_modelversion``."""
 
@@ -37,7 +37,7 @@ from .models import (
     SuggestionState,
 )
 from .reconcile import health
-from .registry import REVIEW_PERMISSION, can_promote, content_type_for, watched_fields, watched_models
+from .watched import REVIEW_PERMISSION, can_promote, content_type_for, watched_fields, watched_models
 from .tags import InvalidTag, canonical_name
 
 

@@ -33,7 +33,7 @@ from .delivery import MAX_ATTEMPTS, claim_expires_after
 from .inference import get_captioner, suggest
 from .models import (AcceptedTagSource, AnalysisRequest, AnalysisStatus, Hashtag, HashtagOptOut, ImageAnalysis,
                      Suggestion, SuggestionState)
-from .registry import content_type_for, owner_id
+from .watched import content_type_for, owner_id
 from .reranker import apply_to_suggestion as apply_reranker
 from .tags import InvalidTag, canonical_name
 
@@ -329,7 +329,7 @@ def _resolve_hashtags(texts: list[str]) -> dict[str, Hashtag]:
 @transaction.atomic
 def _store(analysis_pk: int, result, timings: dict, claim: str | None = None) -> None:
     """Replace the pending suggestions with the new ones; keep decisions people already made (their
-    score, rank and sources follow the new result). ``result`` is an mlcore Suggestion whose
+    score, rank and sources follow the new result). ``result`` is an mlcore CaptionResult whose
     hashtags are mlcore Hashtags or re-ranked :class:`~hashtags.reranker.RankedTag` s (or a
     :class:`StoredResult` being reused). Nothing is stored when another delivery took the claim
     over (this one outlived its time limit); ``claim=None`` stores regardless."""

@@ -12,7 +12,7 @@ from mlcore.tag_head import check_head_views
 
 from .conf import BUILTIN_EXECUTORS, hashtags_settings
 from .delivery import MIN_PROC_ALIVE_TIMEOUT, visibility_timeout, warm_up_deadline
-from .registry import watched_models
+from .watched import watched_models
 from .reranker import reranker_path
 
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")

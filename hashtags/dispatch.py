@@ -23,7 +23,7 @@ from .analysis_task import analyze_image
 from .conf import hashtags_settings
 from .inprocess import submit
 from .models import AnalysisRequest
-from .registry import content_type_for
+from .watched import content_type_for
 
 logger = logging.getLogger(__name__)
 

@@ -65,7 +65,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .models import DECIDED_STATES, HashtagOptOut, ImageAnalysis, Outcome, Suggestion, SuggestionState
-from .registry import owner_id
+from .watched import owner_id
 
 logger = logging.getLogger(__name__)
 

@@ -141,7 +141,7 @@ def reset_captioner() -> None:
 
 
 def suggest(image, captioner=None, *, max_pixels: int | None = None) -> Any:
-    """Run the captioner (default: the serving one) on one image: a ``mlcore`` Suggestion or
+    """Run the captioner (default: the serving one) on one image: a ``mlcore`` CaptionResult or
     ImageError (never raised)."""
     return suggest_many([image], captioner, max_pixels=max_pixels)[0]
 

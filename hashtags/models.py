@@ -19,7 +19,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
 from . import explain
-from .registry import owner_id
+from .watched import owner_id
 from .tags import canonical_name, display
 
 

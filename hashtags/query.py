@@ -25,7 +25,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from .models import AcceptedTag, Hashtag, ImageAnalysis, Suggestion
-from .registry import content_type_for, watched_fields
+from .watched import content_type_for, watched_fields
 from .tags import InvalidTag, canonical_name
 
 

@@ -37,7 +37,7 @@ from .conf import hashtags_settings
 from .delivery import MAX_ATTEMPTS, resend_after, visibility_timeout
 from .dispatch import request_analysis, send_analysis
 from .models import AnalysisRequest, AnalysisStatus, HashtagOptOut, ImageAnalysis
-from .registry import content_type_for, watched_models
+from .watched import content_type_for, watched_models
 
 logger = logging.getLogger(__name__)
 

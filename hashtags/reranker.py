@@ -536,7 +536,7 @@ def rerank(candidates: Sequence[Any], captions: Sequence[str], user=None, *, pro
 
 
 def apply_to_suggestion(result, user_id):
-    """The analysis hook: ``result`` (an mlcore Suggestion) with re-ranked hashtags, or unchanged
+    """The analysis hook: ``result`` (an mlcore CaptionResult) with re-ranked hashtags, or unchanged
     when no re-ranker is trained or it fails (logged; an analysis never fails because of it)."""
     if get_reranker() is None or not getattr(result, "hashtags", None):
         return result

@@ -3,8 +3,8 @@ decided in one submit ("accept the selected, reject the rest, next").
 
 A changelist of suggestions shows the same photo once per suggestion; moderators judge a photo,
 not a row, so this view groups by analysis. It reads with the ORM and writes only through
-:mod:`hashtags.services`; a write needs :data:`~hashtags.registry.REVIEW_PERMISSION` and
-:func:`~hashtags.registry.can_review` on the object, exactly as the admin's actions and the API."""
+:mod:`hashtags.services`; a write needs :data:`~hashtags.watched.REVIEW_PERMISSION` and
+:func:`~hashtags.watched.can_review` on the object, exactly as the admin's actions and the API."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from . import services
 from .explain import caption_is_uncertain, hedged_caption
 from .models import ImageAnalysis, Suggestion, SuggestionState
-from .registry import REVIEW_PERMISSION, can_review, content_type_for, watched_models
+from .watched import REVIEW_PERMISSION, can_review, content_type_for, watched_models
 from .tags import InvalidTag
 
 #: Cards per page: enough to bulk-accept a screenful, few enough to judge each photo.

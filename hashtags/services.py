@@ -23,7 +23,7 @@ from .models import (
     SuggestionState,
 )
 from .query import current_analyses
-from .registry import content_type_for, taggit_manager
+from .watched import content_type_for, taggit_manager
 
 logger = logging.getLogger(__name__)
 

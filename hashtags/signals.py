@@ -17,7 +17,7 @@ from django.core.signals import setting_changed
 from django.db import transaction
 from django.db.models.signals import post_delete, post_init, post_save
 
-from . import registry
+from . import watched
 from .conf import hashtags_settings
 from .dispatch import request_analysis, send_analysis
 from .models import AcceptedTag, AnalysisRequest, Hashtag, HashtagOptOut
@@ -29,7 +29,7 @@ _connected: list[type] = []
 
 
 def _remember_files(sender, instance, **kwargs) -> None:
-    fields = registry.watched_fields(sender)
+    fields = watched.watched_fields(sender)
     instance.__dict__[ORIGINAL_ATTR] = {
         name: getattr(instance, name).name if name in instance.__dict__ else None for name in fields
     }
@@ -37,7 +37,7 @@ def _remember_files(sender, instance, **kwargs) -> None:
 
 def _on_save(sender, instance, created: bool, raw: bool = False, using=None, **kwargs) -> None:
     originals = instance.__dict__.get(ORIGINAL_ATTR, {})
-    fields = registry.watched_fields(sender)
+    fields = watched.watched_fields(sender)
     changed = []
     for name in fields:
         if name not in instance.__dict__:  # deferred and never loaded: it cannot have changed
@@ -50,7 +50,7 @@ def _on_save(sender, instance, created: bool, raw: bool = False, using=None, **k
     if raw or not changed or not hashtags_settings.AUTO_TAG:
         return
 
-    if HashtagOptOut.is_opted_out(registry.owner_id(instance)):
+    if HashtagOptOut.is_opted_out(watched.owner_id(instance)):
         return
     meta = sender._meta
     for name in changed:
@@ -76,7 +76,7 @@ def _on_delete(sender, instance, **kwargs) -> None:
 def connect_watched() -> None:
     """(Re)connect the receivers to the models named in ``HASHTAGS["WATCH"]``."""
     disconnect_watched()
-    for model in registry.watched_models():
+    for model in watched.watched_models():
         post_init.connect(_remember_files, sender=model, weak=False, dispatch_uid=f"hashtags-init-{model._meta.label}")
         post_save.connect(_on_save, sender=model, weak=False, dispatch_uid=f"hashtags-save-{model._meta.label}")
         post_delete.connect(_on_delete, sender=model, weak=False, dispatch_uid=f"hashtags-delete-{model._meta.label}")
@@ -93,7 +93,7 @@ def disconnect_watched() -> None:
 
 def _settings_changed(*, setting: str, **kwargs) -> None:
     if setting == "HASHTAGS":
-        registry.clear_cache()
+        watched.clear_cache()
         try:
             connect_watched()
         except ImproperlyConfigured as exc:  # reported by the system checks / first use

@@ -14,7 +14,7 @@ from PIL import Image
 from mlcore.artifact import DEFAULT_MODEL_DIR, ArtifactError, ArtifactInfo, load_artifact
 from mlcore.decoding import CaptionSet, StepDecoder
 from mlcore.encoders import EncoderWeightsError, build_encoder
-from mlcore.extractor import ExtractorConfig, Hashtag
+from mlcore.extractor import ExtractorConfig, ScoredTag
 from mlcore.fusion import (FusionConfig, ImageEvidence, caption_confidence, fuse_hashtags,
                            gather_evidence, load_fusion_config)
 from mlcore.images import ImageError, load_image
@@ -22,11 +22,11 @@ from mlcore.tag_head import (TagHead, average_probabilities, check_head_views, l
                              load_tag_heads)
 from mlcore.views import apply_view
 
-__all__ = ["Captioner", "CaptionSet", "Suggestion", "ArtifactError", "ImageError"]
+__all__ = ["Captioner", "CaptionSet", "CaptionResult", "ArtifactError", "ImageError"]
 
 
 @dataclass
-class Suggestion:
+class CaptionResult:
     """What one image gets: the best caption, the beam's captions and the ranked hashtags.
 
     ``caption_confidence`` in [0, 1]: how far the caption agrees with what the classifier and
@@ -36,7 +36,7 @@ class Suggestion:
     caption: str
     captions: list[str]
     log_probs: list[float]
-    hashtags: list[Hashtag]
+    hashtags: list[ScoredTag]
     model_version: str
     timings: dict[str, float] = field(default_factory=dict)
     caption_confidence: float = 1.0
@@ -251,11 +251,11 @@ class Captioner:
         return results
 
     def suggest(self, images: Sequence, beam_width: int | None = None,
-                config: ExtractorConfig | None = None) -> list[Suggestion | ImageError]:
+                config: ExtractorConfig | None = None) -> list[CaptionResult | ImageError]:
         """Captions, tag heads and classifier → ranked hashtags for each image (the product's
         main call)."""
         config = config or ExtractorConfig()
-        results: list[Suggestion | ImageError] = []
+        results: list[CaptionResult | ImageError] = []
         for item in self._evidence_with_timings(images, beam_width, config):
             if isinstance(item, ImageError):
                 results.append(item)
@@ -265,7 +265,7 @@ class Captioner:
             hashtags = fuse_hashtags(evidence, config, self.fusion)
             confidence = caption_confidence(evidence, self.fusion)
             timings["extract_s"] += time.perf_counter() - started
-            results.append(Suggestion(caption_set.caption, caption_set.captions,
+            results.append(CaptionResult(caption_set.caption, caption_set.captions,
                                       caption_set.log_probs, hashtags, self.model_version, timings,
                                       caption_confidence=confidence))
         return results

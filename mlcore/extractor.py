@@ -31,7 +31,7 @@ __all__ = [
     "SOURCES",
     "EVERY_TAG",
     "ExtractorConfig",
-    "Hashtag",
+    "ScoredTag",
     "extract_hashtags",
     "canonical_word",
     "caption_tag_shares",
@@ -385,7 +385,7 @@ SOURCES: tuple[str, ...] = ("caption", "tag_head", "classifier")
 
 
 @dataclass(frozen=True)
-class Hashtag:
+class ScoredTag:
     """One suggested tag: ``tag`` is ``"#dog"``-style, ``score`` in [0, 1]; ``sources`` (a subset
     of :data:`SOURCES`, in that order) say why it is suggested."""
 
@@ -478,7 +478,7 @@ def extract_hashtags(
     captions: Sequence[str] | str,
     log_probs: Sequence[float] | None = None,
     config: ExtractorConfig | None = None,
-) -> list[Hashtag]:
+) -> list[ScoredTag]:
     """Rank hashtags for one image from its beam of captions alone.
 
     With captions ``c_i`` and log-probabilities ``l_i``, weights ``w = softmax(l)`` (uniform when
@@ -509,7 +509,7 @@ def extract_hashtags(
         key=lambda item: (-item[0], first_seen[item[1]], item[1]),
     )
     return [
-        Hashtag(tag="#" + tag, score=score, sources=("caption",))
+        ScoredTag(tag="#" + tag, score=score, sources=("caption",))
         for score, tag in ranked
         if score > 0.0 and score >= config.min_score
     ][: config.max_tags]

@@ -29,7 +29,7 @@ from mlcore import thresholds
 from mlcore.artifact import ArtifactError, write_json_atomically
 from mlcore.classes import ClassTagMap, class_tag_map
 from mlcore.decoding import CaptionSet
-from mlcore.extractor import (SOURCES, ExtractorConfig, Hashtag, canonical_word, caption_tag_shares,
+from mlcore.extractor import (SOURCES, ExtractorConfig, ScoredTag, canonical_word, caption_tag_shares,
                               caption_tags, usable_tag)
 
 FUSION_FILE = "fusion.json"
@@ -283,10 +283,10 @@ def _keep_classifier_slot(scored: list[tuple[str, float, tuple[str, ...]]], evid
 
 
 def fuse_hashtags(evidence: ImageEvidence, config: ExtractorConfig, fusion: FusionConfig,
-                  ) -> list[Hashtag]:
+                  ) -> list[ScoredTag]:
     """The image's ranked hashtags, each with its score in [0, 1] and its sources."""
     config.validate()
-    return [Hashtag("#" + tag, score, sources) for tag, score, sources in rank(evidence, fusion)
+    return [ScoredTag("#" + tag, score, sources) for tag, score, sources in rank(evidence, fusion)
             if score > 0.0 and score >= config.min_score][: config.max_tags]
 
 

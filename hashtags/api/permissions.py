@@ -1,11 +1,11 @@
 """Who may review an object's tags (its owner via ``OWNER_FIELD``, or a moderator holding
 ``hashtags.change_suggestion``) and who may switch the serving model (``hashtags.promote_modelversion``).
-The rules themselves live in :mod:`hashtags.registry`; these classes only hand them to DRF."""
+The rules themselves live in :mod:`hashtags.watched`; these classes only hand them to DRF."""
 
 from rest_framework.permissions import BasePermission
 
 from ..conf import hashtags_settings
-from ..registry import can_promote, can_review
+from ..watched import can_promote, can_review
 
 
 class CanReviewObject(BasePermission):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from drf_spectacular.openapi import AutoSchema
 
-from ..registry import content_type_key, watched_models
+from ..watched import content_type_key, watched_models
 from .serializers import ErrorSerializer
 
 #: Statuses any operation can answer, whatever it does.

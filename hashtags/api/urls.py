@@ -22,7 +22,7 @@
 
 from django.urls import path, re_path
 
-from . import feedback, views
+from . import captions, views
 
 app_name = "hashtags-api"
 
@@ -37,7 +37,7 @@ urlpatterns = [
     path(OBJECT + "tags/", views.PostTagsView.as_view(), name="post-tags"),
     path(OBJECT + "tags/<str:tag>/", views.PostTagDetailView.as_view(), name="post-tag-detail"),
     path(OBJECT + "analyze/", views.PostAnalyzeView.as_view(), name="post-analyze"),
-    path(OBJECT + "caption/", feedback.PostCaptionView.as_view(), name="post-caption"),
+    path(OBJECT + "caption/", captions.PostCaptionView.as_view(), name="post-caption"),
     path("suggestions/<int:pk>/", views.SuggestionDetailView.as_view(), name="suggestion-detail"),
     path("suggestions/<int:pk>/accept/", views.SuggestionAcceptView.as_view(), name="suggestion-accept"),
     path("suggestions/<int:pk>/reject/", views.SuggestionRejectView.as_view(), name="suggestion-reject"),

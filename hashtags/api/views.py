@@ -28,7 +28,7 @@ from ..explain import caption_is_uncertain
 from ..inference import suggest, suggest_many
 from ..models import AcceptedTag, Hashtag, HashtagOptOut, ModelVersion, Suggestion
 from ..query import current_analyses, suggestions_of, tags_for_many, trending
-from ..registry import content_type_for, content_type_key, get_watched_model, watched_fields, watched_models
+from ..watched import content_type_for, content_type_key, get_watched_model, watched_fields, watched_models
 from ..tags import InvalidTag, canonical_name
 from .exceptions import Conflict, PayloadTooLarge, ServiceUnavailable, bad_request, exception_handler
 from .permissions import CanPromoteModel, CanReviewObject, read_permissions, tag_image_permissions
@@ -250,7 +250,7 @@ def request_too_large(request, limit: int) -> bool:
 
 
 def tag_image_payload(result) -> dict:
-    """The tag-image answer (:class:`TagImageResponseSerializer`) for an mlcore Suggestion; a
+    """The tag-image answer (:class:`TagImageResponseSerializer`) for an mlcore CaptionResult; a
     function of the result alone, so that any result's answer can be checked, not just the test model's."""
     return {
         "caption": result.caption,

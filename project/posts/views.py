@@ -20,7 +20,7 @@ from hashtags.conf import hashtags_settings
 from hashtags.dispatch import enqueue_analysis
 from hashtags.explain import UNCERTAIN_PREFIX, hedged_caption
 from hashtags.models import AcceptedTag, Hashtag, HashtagOptOut, ImageAnalysis, Suggestion
-from hashtags.registry import can_review, content_type_for
+from hashtags.watched import can_review, content_type_for
 from hashtags.tags import InvalidTag, canonical_name
 
 from .forms import PostForm, TagForm

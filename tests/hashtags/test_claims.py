@@ -13,7 +13,7 @@ from hashtags.analysis import AnalysisInProgress, claim_analysis, content_hash, 
 from hashtags.delivery import MAX_ATTEMPTS, claim_expires_after
 from hashtags.inference import get_captioner
 from hashtags.models import AnalysisRequest, ImageAnalysis
-from hashtags.registry import content_type_for
+from hashtags.watched import content_type_for
 from tests.hashtags import support
 
 pytestmark = pytest.mark.django_db

@@ -16,7 +16,7 @@ from hashtags import events, services, versions
 from hashtags.analysis import run_analysis
 from hashtags.inference import reset_captioner
 from hashtags.models import AcceptedTag, Hashtag, ImageAnalysis, ModelVersion, Suggestion
-from hashtags.registry import content_type_for
+from hashtags.watched import content_type_for
 from project.posts.models import Post
 from tests.hashtags import support
 from tests.hashtags.workers import REDIS_URL, redis_reachable, start_worker, stop, wait_for_log, worker_env

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
-from mlcore.captioner import Suggestion as Result
-from mlcore.extractor import Hashtag as Tag
+from mlcore.captioner import CaptionResult as Result
+from mlcore.extractor import ScoredTag as Tag
 
 from hashtags import services
 from hashtags.analysis import _store, run_analysis

@@ -13,7 +13,7 @@ from django.utils import timezone
 from hashtags import services
 from hashtags.export import TagDecisions, feedback_caption, held_back
 from hashtags.models import Hashtag, ImageAnalysis, Suggestion
-from hashtags.registry import content_type_for
+from hashtags.watched import content_type_for
 from tests.hashtags import support
 from training.flickr8k import Flickr8k
 

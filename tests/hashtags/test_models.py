@@ -5,7 +5,7 @@ from django.db import IntegrityError, transaction
 from hashtags import services
 from hashtags.models import AcceptedTag, Hashtag, ImageAnalysis, Outcome, Suggestion
 from hashtags.query import current_analysis, filter_by_tag, tags_for
-from hashtags.registry import content_type_for
+from hashtags.watched import content_type_for
 from hashtags.tags import InvalidTag
 
 from tests.hashtags import support

@@ -12,7 +12,7 @@ from django.utils import timezone
 from hashtags.delivery import MAX_ATTEMPTS, claim_expires_after, resend_after
 from hashtags.models import AnalysisRequest, HashtagOptOut, ImageAnalysis
 from hashtags.reconcile import health, reconcile
-from hashtags.registry import content_type_for
+from hashtags.watched import content_type_for
 from hashtags.tasks import periodic_tasks
 
 pytestmark = pytest.mark.django_db

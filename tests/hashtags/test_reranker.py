@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 
 from hashtags import reranker, services
 from hashtags.models import ImageAnalysis, Suggestion
-from hashtags.registry import content_type_for
+from hashtags.watched import content_type_for
 
 pytestmark = pytest.mark.django_db
 
@@ -156,8 +156,8 @@ def test_learns_preferences_and_moves_kept_tags_up_on_held_out_decisions(reviewe
 
 
 def test_analysis_hook_reorders_a_captioner_result(reviewed, hashtags_config, tmp_path, user, make_post):
-    from mlcore.captioner import Suggestion as Result
-    from mlcore.extractor import Hashtag
+    from mlcore.captioner import CaptionResult as Result
+    from mlcore.extractor import ScoredTag
 
     from hashtags.analysis import _store
 
@@ -172,8 +172,8 @@ def test_analysis_hook_reorders_a_captioner_result(reviewed, hashtags_config, tm
     captions = SCENES["dog"][0]
     sources = {"#black": ("caption",), "#grass": ("caption", "tag_head"), "#dog": ("tag_head", "classifier")}
     result = Result(caption=captions[0], captions=list(captions), log_probs=[-1.0, -2.0, -3.0],
-                    hashtags=[Hashtag("#black", 0.9, sources["#black"]), Hashtag("#grass", 0.8, sources["#grass"]),
-                              Hashtag("#dog", 0.7, sources["#dog"])],
+                    hashtags=[ScoredTag("#black", 0.9, sources["#black"]), ScoredTag("#grass", 0.8, sources["#grass"]),
+                              ScoredTag("#dog", 0.7, sources["#dog"])],
                     model_version="tiny", timings={"total_s": 0.1}, caption_confidence=0.4)
     out = reranker.apply_to_suggestion(result, user.pk)
     tags = [h.tag for h in out.hashtags]
@@ -196,10 +196,10 @@ def test_analysis_hook_reorders_a_captioner_result(reviewed, hashtags_config, tm
 
 
 def test_without_a_trained_model_rerank_keeps_order_scores_and_sources(hashtags_config, tmp_path):
-    from mlcore.extractor import Hashtag
+    from mlcore.extractor import ScoredTag
 
     hashtags_config(RERANKER_PATH=str(tmp_path / "none.json"))
-    ranked = reranker.rerank([Hashtag("#dog", 0.9, ("caption", "classifier")), ("#grass", 0.5)], ["a dog"])
+    ranked = reranker.rerank([ScoredTag("#dog", 0.9, ("caption", "classifier")), ("#grass", 0.5)], ["a dog"])
     assert [(r.tag, r.score, r.sources) for r in ranked] == [("#dog", 0.9, ("caption", "classifier")),
                                                              ("#grass", 0.5, ())]
     assert ranked[0].as_dict()["sources"] == ["caption", "classifier"]

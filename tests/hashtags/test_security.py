@@ -290,8 +290,8 @@ def test_a_planted_pickle_is_never_loaded(settings, hashtags_config, tmp_path, c
     import joblib
 
     from hashtags import reranker
-    from mlcore.captioner import Suggestion as Result
-    from mlcore.extractor import Hashtag as Found
+    from mlcore.captioner import CaptionResult as Result
+    from mlcore.extractor import ScoredTag as Found
 
     marker = tmp_path / "pwned"
     if where == "configured":  # even at the configured path, named as the old default was

@@ -35,7 +35,7 @@ def test_transient_errors_retry_then_record_the_failure(model, make_post, monkey
     failure is recorded (here the first try was 31 minutes ago; the budget is 30)."""
     from django.core.files.storage import FileSystemStorage
 
-    from hashtags.registry import content_type_for
+    from hashtags.watched import content_type_for
 
     post = make_post()
     ImageAnalysis.objects.create(

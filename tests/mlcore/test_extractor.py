@@ -13,7 +13,7 @@ from mlcore.extractor import (
     DEFAULT_EXTRA_STOPWORDS,
     MAX_TAGS_LIMIT,
     ExtractorConfig,
-    Hashtag,
+    ScoredTag,
     extract_hashtags,
     normalize_tag,
     singularize,
@@ -338,7 +338,7 @@ def test_beam_weights_are_softmax_of_log_probs():
 def test_word_in_every_caption_scores_one_and_order_follows_scores():
     captions = ["a dog jumps into the pool", "a brown dog in a pool", "a dog swims"]
     result = extract_hashtags(captions, [-1.2, -1.9, -4.0])
-    assert result[0] == Hashtag("#dog", 1.0, ("caption",))
+    assert result[0] == ScoredTag("#dog", 1.0, ("caption",))
     scores = [h.score for h in result]
     assert scores == sorted(scores, reverse=True)
     assert tags(result)[:2] == ["#dog", "#pool"]
@@ -381,7 +381,7 @@ def test_one_odd_caption_cannot_dominate():
 
 def test_minus_infinity_log_probs_and_bad_log_probs():
     result = extract_hashtags(["a dog", "a cat"], [0.0, -math.inf])
-    assert result == [Hashtag("#dog", 1.0, ("caption",))]  # a caption of probability 0 adds nothing
+    assert result == [ScoredTag("#dog", 1.0, ("caption",))]  # a caption of probability 0 adds nothing
     assert tags(extract_hashtags(["a dog", "a cat"], [-math.inf, -math.inf])) == ["#dog", "#cat"]
     with pytest.raises(ValueError, match="2 captions but 1 log_probs"):
         extract_hashtags(["a dog", "a cat"], [-1.0])
@@ -392,7 +392,7 @@ def test_minus_infinity_log_probs_and_bad_log_probs():
 
 
 def test_single_string_is_one_caption_with_weight_one():
-    assert extract_hashtags("a dog", [-50.0]) == [Hashtag("#dog", 1.0, ("caption",))]
+    assert extract_hashtags("a dog", [-50.0]) == [ScoredTag("#dog", 1.0, ("caption",))]
     assert extract_hashtags("a dog") == extract_hashtags(["a dog"])
 
 

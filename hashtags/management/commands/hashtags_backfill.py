@@ -20,7 +20,7 @@ from ...conf import hashtags_settings
 from ...dispatch import enqueue_analysis
 from ...inference import get_captioner
 from ...reconcile import images_without_analysis, matches_by_content, without_opted_out
-from ...registry import get_watched_model, watched_models
+from ...watched import get_watched_model, watched_models
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""Feedback endpoints: a person corrects a post's generated caption (gold captioning data).
+"""Caption endpoints: a person corrects a post's generated caption (gold captioning data).
 
     POST   posts/<app_label.model>/<pk>/caption/   {"caption": "a puppy on the beach"[, "field": "image"]}
     DELETE posts/<app_label.model>/<pk>/caption/   withdraw the correction
