@@ -15,6 +15,15 @@ class CanReviewObject(BasePermission):
         return can_review(request.user, obj)
 
 
+class CanReviewSuggestion(BasePermission):
+    """A suggestion is reviewed by whoever may review the object it was made for."""
+
+    message = CanReviewObject.message
+
+    def has_object_permission(self, request, view, obj) -> bool:
+        return can_review(request.user, obj.analysis.content_object)
+
+
 class CanPromoteModel(BasePermission):
     message = "Switching the serving model needs the hashtags.promote_modelversion permission."
 

@@ -9,7 +9,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import generics, status
+from rest_framework import generics, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -31,7 +32,7 @@ from ..query import current_analyses, suggestions_of, tags_for_many, trending
 from ..watched import content_type_for, content_type_key, get_watched_model, watched_fields, watched_models
 from ..tags import InvalidTag, canonical_name
 from .exceptions import Conflict, PayloadTooLarge, ServiceUnavailable, bad_request, exception_handler
-from .permissions import CanPromoteModel, CanReviewObject, read_permissions, tag_image_permissions
+from .permissions import CanPromoteModel, CanReviewObject, CanReviewSuggestion, read_permissions, tag_image_permissions
 from .schema import HashtagsAutoSchema
 from .throttling import API_THROTTLES, TagImagesThrottle, TagImageThrottle
 from .serializers import (
@@ -366,64 +367,53 @@ class PostAnalyzeView(PostObjectMixin, ApiDefaults, APIView):
 
 # Suggestions --------------------------------------------------------------------------------------
 
-class SuggestionMixin:
-    permission_classes = [IsAuthenticated]
+class SuggestionViewSet(ApiDefaults, viewsets.GenericViewSet):
+    """One suggestion, and the decisions on it (``@action`` routes); the object permission is the
+    post's: its owner or a moderator."""
 
-    def get_suggestion(self, pk) -> Suggestion:
-        suggestion = get_object_or_404(
-            Suggestion.objects.select_related("analysis__content_type", "hashtag", "replaced"), pk=pk
-        )
-        obj = suggestion.analysis.content_object
-        if obj is None:
+    queryset = Suggestion.objects.select_related("analysis__content_type", "hashtag", "replaced")
+    serializer_class = SuggestionSerializer
+    permission_classes = [IsAuthenticated, CanReviewSuggestion]
+
+    def get_object(self) -> Suggestion:
+        suggestion = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+        if suggestion.analysis.content_object is None:
             raise NotFound("the post of this suggestion no longer exists")
-        CanReviewObject_ = CanReviewObject()
-        if not CanReviewObject_.has_object_permission(self.request, self, obj):
-            self.permission_denied(self.request, message=CanReviewObject.message)
+        self.check_object_permissions(self.request, suggestion)
         return suggestion
 
-    def respond(self, suggestion) -> Response:
+    def decided(self, suggestion: Suggestion) -> Response:
         suggestion.refresh_from_db()
-        return Response(SuggestionSerializer(suggestion).data)
+        return Response(self.get_serializer(suggestion).data)
 
-
-class SuggestionDetailView(SuggestionMixin, ApiDefaults, APIView):
-    @extend_schema(responses={200: SuggestionSerializer})
-    def get(self, request, pk):
-        return Response(SuggestionSerializer(self.get_suggestion(pk)).data)
-
-
-class SuggestionAcceptView(SuggestionMixin, ApiDefaults, APIView):
-    """Accept: the tag becomes one of the post's tags."""
+    def retrieve(self, request, pk=None):
+        return Response(self.get_serializer(self.get_object()).data)
 
     @extend_schema(request=None, responses={200: SuggestionSerializer})
-    def post(self, request, pk):
-        return self.respond(services.accept(self.get_suggestion(pk), request.user))
-
-
-class SuggestionRejectView(SuggestionMixin, ApiDefaults, APIView):
-    """Reject (also un-accepts: the tag leaves the post)."""
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk=None):
+        """Accept: the tag becomes one of the post's tags."""
+        return self.decided(services.accept(self.get_object(), request.user))
 
     @extend_schema(request=None, responses={200: SuggestionSerializer})
-    def post(self, request, pk):
-        return self.respond(services.reject(self.get_suggestion(pk), request.user))
-
-
-class SuggestionResetView(SuggestionMixin, ApiDefaults, APIView):
-    """Undo a decision: back to pending."""
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        """Reject (also un-accepts: the tag leaves the post)."""
+        return self.decided(services.reject(self.get_object(), request.user))
 
     @extend_schema(request=None, responses={200: SuggestionSerializer})
-    def post(self, request, pk):
-        return self.respond(services.reset(self.get_suggestion(pk), request.user))
-
-
-class SuggestionEditView(SuggestionMixin, ApiDefaults, APIView):
-    """Replace the suggested tag with yours (``{"tag": "#puppy"}``); it is accepted."""
+    @action(detail=True, methods=["post"])
+    def reset(self, request, pk=None):
+        """Undo a decision: back to pending."""
+        return self.decided(services.reset(self.get_object(), request.user))
 
     @extend_schema(request=TagInputSerializer, responses={200: SuggestionSerializer, 400: ErrorSerializer})
-    def post(self, request, pk):
-        suggestion = self.get_suggestion(pk)
+    @action(detail=True, methods=["post"])
+    def edit(self, request, pk=None):
+        """Replace the suggested tag with yours (``{"tag": "#puppy"}``); it is accepted."""
+        suggestion = self.get_object()
         try:
-            return self.respond(services.edit(suggestion, _tag_text(request), request.user))
+            return self.decided(services.edit(suggestion, _tag_text(request), request.user))
         except InvalidTag as exc:
             raise _invalid_tag(exc)
 
@@ -576,51 +566,51 @@ class OptOutView(ApiDefaults, APIView):
 
 # Model versions -----------------------------------------------------------------------------------
 
-class ModelVersionListView(ApiDefaults, APIView):
+class ModelVersionViewSet(ApiDefaults, viewsets.GenericViewSet):
     """Registered model versions, newest first, with the serving flag and how people received each
-    version's suggestions. Signed-in users only: acceptance numbers are operational data."""
+    version's suggestions (signed-in users only: acceptance numbers are operational data); promote
+    and rollback need ``hashtags.promote_modelversion``. Workers switch at their next task."""
 
+    serializer_class = ModelVersionSerializer
     permission_classes = [IsAuthenticated]
+    lookup_field = "version"
+    lookup_value_regex = "[^/]+"
+    pagination_class = None
 
-    @extend_schema(responses={200: ModelVersionSerializer(many=True)})
-    def get(self, request):
+    def get_permissions(self):
+        if self.action in ("promote", "rollback"):
+            return [IsAuthenticated(), CanPromoteModel()]
+        return super().get_permissions()
 
+    def get_queryset(self):
+        return versions.with_stats(ModelVersion.objects.select_related("previous"))
 
+    def answer(self, row: ModelVersion) -> Response:
+        return Response(self.get_serializer(self.get_queryset().filter(pk=row.pk).get()).data)
+
+    def list(self, request):
         try:
             versions.serving_version()  # an install that never analysed anything still lists its model
         except ArtifactError as exc:
             logger.warning("hashtags: the configured model is unusable: %s", exc)
-        rows = versions.with_stats(ModelVersion.objects.select_related("previous"))
-        return Response(ModelVersionSerializer(rows, many=True).data)
-
-
-class ModelVersionPromoteView(ApiDefaults, APIView):
-    """Serve this version from now on (``hashtags.promote_modelversion``). Workers switch at their next task."""
-
-    permission_classes = [IsAuthenticated, CanPromoteModel]
+        return Response(self.get_serializer(self.get_queryset(), many=True).data)
 
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 404: ErrorSerializer, 409: ErrorSerializer})
-    def post(self, request, version):
+    @action(detail=True, methods=["post"])
+    def promote(self, request, version=None):
+        """Serve this version from now on."""
         if not ModelVersion.objects.filter(version=version).exists():
             raise NotFound(f"no registered model version {version!r}")
         try:
-            promoted = versions.promote(version, request.user)
+            return self.answer(versions.promote(version, request.user))
         except versions.VersionError as exc:
             raise Conflict(str(exc), code="version_conflict")
-        row = versions.with_stats(ModelVersion.objects.filter(pk=promoted.pk).select_related("previous")).get()
-        return Response(ModelVersionSerializer(row).data)
-
-
-class ModelVersionRollbackView(ApiDefaults, APIView):
-    """Serve the version that served before the current one (``hashtags.promote_modelversion``)."""
-
-    permission_classes = [IsAuthenticated, CanPromoteModel]
 
     @extend_schema(request=None, responses={200: ModelVersionSerializer, 409: ErrorSerializer})
-    def post(self, request):
+    @action(detail=False, methods=["post"])
+    def rollback(self, request):
+        """Serve the version that served before the current one."""
         try:
-            restored = versions.rollback(request.user)
+            return self.answer(versions.rollback(request.user))
         except versions.VersionError as exc:
             raise Conflict(str(exc), code="no_previous_version")
-        row = versions.with_stats(ModelVersion.objects.filter(pk=restored.pk).select_related("previous")).get()
-        return Response(ModelVersionSerializer(row).data)
