@@ -26,7 +26,7 @@ from .. import services, versions
 from ..conf import hashtags_settings
 from ..dispatch import enqueue_analysis
 from ..explain import caption_is_uncertain
-from ..inference import suggest, suggest_many
+from ..inference import suggest_many
 from ..models import AcceptedTag, Hashtag, HashtagOptOut, ModelVersion, Suggestion
 from ..query import current_analyses, suggestions_of, tags_for_many, trending
 from ..watched import content_type_for, content_type_key, get_watched_model, watched_fields, watched_models
@@ -127,15 +127,29 @@ class NotFoundView(ApiDefaults, APIView):
 
 # Tag an image now ---------------------------------------------------------------------------------
 
-class TagImageView(ApiDefaults, APIView):
-    """Caption an uploaded image and suggest hashtags, synchronously; nothing is stored."""
+class TagNowView(ApiDefaults, APIView):
+    """What tag-image/ and tag-images/ share: multipart uploads, their own permission setting,
+    one throttle budget (``TAG_IMAGE_THROTTLE``) and the model's unavailability as a 503."""
 
     parser_classes = [MultiPartParser, FormParser]
-    throttle_classes = [TagImageThrottle, *API_THROTTLES]
     throttle_scope = "hashtags_tag_image"
 
     def get_permissions(self):
         return tag_image_permissions()
+
+    @staticmethod
+    def run_model(images: list[bytes]) -> list:
+        try:
+            return suggest_many(images, max_pixels=hashtags_settings.TAG_IMAGE_MAX_PIXELS) if images else []
+        except ArtifactError:
+            logger.exception("hashtags: model unavailable")  # the details (server paths) go to the log only
+            raise ServiceUnavailable("the hashtag model is unavailable; try again later", code="model_unavailable")
+
+
+class TagImageView(TagNowView):
+    """Caption an uploaded image and suggest hashtags, synchronously; nothing is stored."""
+
+    throttle_classes = [TagImageThrottle, *API_THROTTLES]
 
     @extend_schema(
         request={"multipart/form-data": TagImageRequestSerializer},
@@ -147,8 +161,6 @@ class TagImageView(ApiDefaults, APIView):
         },
     )
     def post(self, request):
-
-
         limit = hashtags_settings.MAX_UPLOAD_BYTES
         if request_too_large(request, limit + MULTIPART_OVERHEAD):  # before the body is read at all
             raise PayloadTooLarge(
@@ -163,11 +175,7 @@ class TagImageView(ApiDefaults, APIView):
         data = upload.read()
         if not data:
             raise bad_request("empty file", code="empty")
-        try:
-            result = suggest(data, max_pixels=hashtags_settings.TAG_IMAGE_MAX_PIXELS)
-        except ArtifactError:
-            logger.exception("hashtags: model unavailable")  # the details (server paths) go to the log only
-            raise ServiceUnavailable("the hashtag model is unavailable; try again later", code="model_unavailable")
+        result = self.run_model([data])[0]
         if isinstance(result, ImageError):
             raise bad_request(str(result), code="not_an_image")
         return Response(tag_image_payload(result))
@@ -176,16 +184,11 @@ class TagImageView(ApiDefaults, APIView):
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and headers around the image in a multipart body
 
 
-class TagImagesView(ApiDefaults, APIView):
+class TagImagesView(TagNowView):
     """Several images in one request, one batched forward pass; one result per image in order,
     and an image that cannot be read fails alone. Nothing is stored."""
 
-    parser_classes = [MultiPartParser, FormParser]
     throttle_classes = [TagImagesThrottle, *API_THROTTLES]
-    throttle_scope = "hashtags_tag_image"
-
-    def get_permissions(self):
-        return tag_image_permissions()
 
     @staticmethod
     def body_limit() -> int:
@@ -228,11 +231,7 @@ class TagImagesView(ApiDefaults, APIView):
                 continue
             readable.append(data)
             positions.append(position)
-        try:
-            found = suggest_many(readable, max_pixels=hashtags_settings.TAG_IMAGE_MAX_PIXELS) if readable else []
-        except ArtifactError:
-            logger.exception("hashtags: model unavailable")
-            raise ServiceUnavailable("the hashtag model is unavailable; try again later", code="model_unavailable")
+        found = self.run_model(readable)
         for position, result in zip(positions, found):
             results[position] = ({"error": str(result), "code": "not_an_image"} if isinstance(result, ImageError)
                                  else tag_image_payload(result))
