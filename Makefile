@@ -14,6 +14,8 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKER_QUEUES ?= gpu
+# Threads of `make worker`: analyses side by side share forward passes (HASHTAGS BATCH_MAX, default 16).
+WORKER_CONCURRENCY ?= 16
 PYTEST_ARGS ?=
 RUNSERVER_ARGS ?=
 BENCHMARKS ?= $(sort $(wildcard benchmarks/[!_]*.py))
@@ -75,7 +77,7 @@ test: venv $(VENV)/.installed-dev
 
 worker: export CELERY_BROKER_URL ?= redis://127.0.0.1:6379/0
 worker: venv
-	$(VENV)/bin/celery -A project worker -Q $(WORKER_QUEUES) --pool=solo --loglevel=INFO
+	$(VENV)/bin/celery -A project worker -Q $(WORKER_QUEUES) --pool=threads --concurrency=$(WORKER_CONCURRENCY) --loglevel=INFO
 
 bench: venv
 	@test -n "$(BENCHMARKS)" || { echo "no benchmarks in benchmarks/"; exit 1; }

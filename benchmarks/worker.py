@@ -1,6 +1,8 @@
-"""What a platform sees: a burst of uploads through a real ``celery -A project worker`` (solo pool,
-``gpu`` queue) on PostgreSQL + Redis, against ``Captioner.suggest()`` on batches of 32 in the same
-run; then upload → suggestions-stored latency of single uploads on the idle, warm worker.
+"""What a platform sees: a burst of uploads through a real ``celery -A project worker`` (``gpu``
+queue) on PostgreSQL + Redis, against ``Captioner.suggest()`` on batches of 32 in the same run; then
+upload → suggestions-stored latency of single uploads on the idle, warm worker. Each pool in
+``--pools`` gets its own fresh worker, one after the other: ``solo`` (one task at a time, batch 1)
+and ``threads`` (``--pool=threads --concurrency=BATCH_MAX``: cross-task batching, hashtags.batching).
 
 Each upload is a ``project.posts`` Post saved with a JPEG (the save signal enqueues the analysis,
 as in production). Throughput counts from the first save to the last analysis stored; the burst
@@ -10,7 +12,8 @@ Needs a database and Redis of its own: it creates and deletes its own posts, use
 purges the queue it uses.
 
     DATABASE_URL=postgres://... CELERY_BROKER_URL=redis://.../N \\
-        python benchmarks/worker.py [--n 200] [--singles 20] [--model DIR]
+        python benchmarks/worker.py [--n 200] [--singles 20] [--model DIR] [--pools solo,threads]
+            [--batch-max 16]
 
 The last line printed is one JSON object (see README "Benchmarks").
 """
@@ -48,10 +51,14 @@ def jpeg(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def start_worker(env: dict, log_path: Path) -> subprocess.Popen:
+POOL_OPTIONS = {"solo": lambda batch_max: ["--pool=solo"],
+                "threads": lambda batch_max: ["--pool=threads", f"--concurrency={batch_max}"]}
+
+
+def start_worker(env: dict, log_path: Path, pool: list[str]) -> subprocess.Popen:
     log = open(log_path, "w")
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "project", "worker", "--pool=solo", "-Q", "gpu",
+        [sys.executable, "-m", "celery", "-A", "project", "worker", *pool, "-Q", "gpu",
          "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
          "-n", f"bench-{os.getpid()}@%h"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -88,32 +95,59 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="uploads in the burst")
     parser.add_argument("--singles", type=int, default=20, help="single uploads timed on the idle worker")
     parser.add_argument("--model", default=None, help="artifact (default: the shipped model)")
+    parser.add_argument("--pools", default="solo,threads", help="worker pools to measure, in order")
+    parser.add_argument("--batch-max", type=int, default=16, help="HASHTAGS BATCH_MAX (and the threads' concurrency)")
     args = parser.parse_args()
+    pools = [pool.strip() for pool in args.pools.split(",") if pool.strip()]
+    unknown = sorted(set(pools) - set(POOL_OPTIONS))
+    if unknown:
+        parser.error(f"unknown pool(s) {unknown}; choose from {sorted(POOL_OPTIONS)}")
 
     media = tempfile.mkdtemp(prefix="bench-worker-media-")
     os.environ.update({"MEDIA_ROOT": media, "HASHTAGS_EXECUTOR": "celery", "HASHTAGS_QUEUE": "gpu",
-                       "HASHTAGS_MODEL_DIR": args.model or ""})
+                       "HASHTAGS_MODEL_DIR": args.model or "", "HASHTAGS_BATCH_MAX": str(args.batch_max)})
     import django  # lazy: settings come from the environment set just above
 
     django.setup()
-    from django.contrib.auth import get_user_model  # lazy: after django.setup()
-    from django.core.files.base import ContentFile  # lazy: after django.setup()
-
     from hashtags.inference import get_captioner  # lazy: after django.setup()
-    from hashtags.models import ImageAnalysis  # lazy: after django.setup()
-    from project.celery import app  # lazy: after django.setup()
-    from project.posts.models import Post  # lazy: after django.setup()
 
     # The model alone, in this process, before the worker competes for the cores.
     captioner = get_captioner()
     blobs = [jpeg(i) for i in range(32)]  # suggest() takes files, as the worker reads them
     model_ips = images_per_second(lambda: captioner.suggest([BytesIO(b) for b in blobs]), len(blobs), repeats=2)
 
+    results = {}
+    for number, pool in enumerate(pools):
+        measured = measure_worker(pool, POOL_OPTIONS[pool](args.batch_max), args.n, args.singles,
+                                  Path(media), first_payload=1000 + number * 10_000)
+        measured["ratio"] = round(measured["worker_images_per_s"] / model_ips, 3)
+        results[pool] = measured
+        print(f"{pool}: worker {measured['worker_images_per_s']:.1f} images/s over {args.n} uploads; "
+              f"suggest() at batch 32: {model_ips:.1f} images/s; ratio {measured['ratio']:.2f}; "
+              f"lost {measured['lost']}, duplicated {measured['duplicated']}; mean batch {measured['mean_batch']}")
+        print(f"{pool}: single upload on an idle warm worker: p50 {measured['single_upload_p50_ms']:.0f} ms, "
+              f"p95 {measured['single_upload_p95_ms']:.0f} ms ({args.singles} uploads)")
+    if "solo" in results and "threads" in results:
+        print(f"threads (batching) / solo: {results['threads']['worker_images_per_s'] / results['solo']['worker_images_per_s']:.2f}x")
+    print(json.dumps({"uploads": args.n, "batch_max": args.batch_max,
+                      "suggest_batch32_images_per_s": round(model_ips, 2), "pools": results}))
+
+
+def measure_worker(pool: str, options: list[str], n: int, singles: int, media: Path, first_payload: int) -> dict:
+    """One fresh worker with ``options``: the burst's throughput (none lost or duplicated), the
+    batch sizes it ran, then the single uploads' latency."""
+    from django.contrib.auth import get_user_model  # lazy: after django.setup()
+    from django.core.files.base import ContentFile  # lazy: after django.setup()
+
+    from hashtags.models import ImageAnalysis  # lazy: after django.setup()
+    from project.celery import app  # lazy: after django.setup()
+    from project.posts.models import Post  # lazy: after django.setup()
+
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("gpu")
     user, _ = get_user_model().objects.get_or_create(username="bench-worker")
-    payloads = [jpeg(1000 + i) for i in range(args.n + args.singles + 1)]
-    worker = start_worker({**os.environ, "PYTHONPATH": str(ROOT)}, Path(media) / "worker.log")
+    payloads = [jpeg(first_payload + i) for i in range(n + singles + 1)]
+    worker = start_worker({**os.environ, "PYTHONPATH": str(ROOT)}, media / f"worker-{pool}.log", options)
     posts: list = []
 
     def upload(i: int):
@@ -124,17 +158,21 @@ def main() -> None:
         return post
 
     try:
-        wait_done([upload(args.n + args.singles)], timeout=600)  # the worker is up and its model warm
+        wait_done([upload(n + singles)], timeout=600)  # the worker is up and its model warm
         started = time.monotonic()
-        burst = [upload(i) for i in range(args.n)]
+        burst = [upload(i) for i in range(n)]
         ended = wait_done(burst, timeout=3600)
-        worker_ips = args.n / (ended - started)
-        per_post = ImageAnalysis.objects.filter(object_id__in=[str(p.pk) for p in burst]).values_list(
-            "object_id", flat=True)
-        stored = len(set(per_post))
-        duplicated = len(per_post) - stored
+        worker_ips = n / (ended - started)
+        analyses = list(ImageAnalysis.objects.filter(object_id__in=[str(p.pk) for p in burst]).values_list(
+            "object_id", "timings"))
+        stored = len({object_id for object_id, _ in analyses})
+        batches = [(timings or {}).get("batch", 1) for _, timings in analyses]
+        stages = sorted({key for _, timings in analyses for key, value in (timings or {}).items()
+                         if key.endswith("_s") and isinstance(value, (int, float))})
+        mean_stage_ms = {key: round(1000 * float(np.mean([(t or {}).get(key, 0.0) for _, t in analyses])), 1)
+                         for key in stages}
         latencies = []
-        for i in range(args.n, args.n + args.singles):
+        for i in range(n, n + singles):
             time.sleep(0.3)  # idle between uploads
             saved = time.monotonic()
             post = upload(i)
@@ -144,16 +182,11 @@ def main() -> None:
         ImageAnalysis.objects.filter(object_id__in=[str(p.pk) for p in posts]).delete()
         for post in posts:
             post.delete()
-
     p50, p95 = (float(np.percentile(latencies, q)) * 1000 for q in (50, 95))
-    result = {"uploads": args.n, "worker_images_per_s": round(worker_ips, 2),
-              "suggest_batch32_images_per_s": round(model_ips, 2), "ratio": round(worker_ips / model_ips, 3),
-              "lost": args.n - stored, "duplicated": duplicated,
-              "single_upload_p50_ms": round(p50, 1), "single_upload_p95_ms": round(p95, 1)}
-    print(f"worker: {worker_ips:.1f} images/s over {args.n} uploads; suggest() at batch 32: {model_ips:.1f} "
-          f"images/s; ratio {worker_ips / model_ips:.2f}; lost {result['lost']}, duplicated {duplicated}")
-    print(f"single upload on an idle warm worker: p50 {p50:.0f} ms, p95 {p95:.0f} ms ({args.singles} uploads)")
-    print(json.dumps(result))
+    return {"worker_images_per_s": round(worker_ips, 2), "lost": n - stored, "duplicated": len(analyses) - stored,
+            "mean_batch": round(float(np.mean(batches)), 1), "max_batch": max(batches),
+            "mean_stage_ms": mean_stage_ms,
+            "single_upload_p50_ms": round(p50, 1), "single_upload_p95_ms": round(p95, 1)}
 
 
 if __name__ == "__main__":

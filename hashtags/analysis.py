@@ -30,7 +30,8 @@ from mlcore.images import ImageError
 from . import events, services
 from .conf import hashtags_settings
 from .delivery import MAX_ATTEMPTS, claim_expires_after
-from .inference import get_captioner, suggest
+from .batching import ModelTimeout, Slot
+from .inference import batcher, get_captioner, suggest_in_batch
 from .models import (AcceptedTagSource, AnalysisRequest, AnalysisStatus, Hashtag, HashtagOptOut, ImageAnalysis,
                      Suggestion, SuggestionState)
 from .watched import content_type_for, owner_id
@@ -90,15 +91,17 @@ def run_analysis(app_label: str, model_name: str, pk, field_name: str, *, force:
     failed or nothing to analyse), its request is answered."""
     asked_before = timezone.now()  # requests made before this are answered by this run
     model = apps.get_model(app_label, model_name)
-    analysis, settled = _analyse(model, pk, field_name, force, claim or uuid.uuid4().hex)
+    with batcher().slot() as slot:  # the model may wait for this image while it is being read
+        analysis, settled = _analyse(model, pk, field_name, force, claim or uuid.uuid4().hex, slot)
     if settled:
         _answered(model, pk, field_name, asked_before)
     return analysis
 
 
-def _analyse(model, pk, field_name: str, force: bool, claim: str) -> tuple[ImageAnalysis | None, bool]:
+def _analyse(model, pk, field_name: str, force: bool, claim: str, slot: Slot) -> tuple[ImageAnalysis | None, bool]:
     """:func:`run_analysis`'s work: the analysis, and whether it is settled (False only when
-    another live delivery holds it)."""
+    another live delivery holds it). The image runs in ``slot``'s batch, with the images of the
+    analyses beside it in this process (:mod:`hashtags.batching`)."""
     app_label, model_name = model._meta.app_label, model._meta.model_name
     obj = model._default_manager.filter(pk=pk).first()
     if obj is None:
@@ -157,7 +160,11 @@ def _analyse(model, pk, field_name: str, force: bool, claim: str) -> tuple[Image
         release_claim(analysis.pk, claim)
         raise
 
-    result = suggest(data, captioner)
+    try:
+        result = suggest_in_batch(data, captioner, slot, timeout=hashtags_settings.TASK_SOFT_TIME_LIMIT)
+    except ModelTimeout:
+        release_claim(analysis.pk, claim)
+        raise
     if isinstance(result, ImageError):
         analysis.mark_failed(str(result))
         events.send_analysis_finished(analysis)

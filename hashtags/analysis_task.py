@@ -17,6 +17,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from .analysis import TRANSIENT_ERRORS, mark_gave_up, run_analysis
+from .batching import ModelTimeout
 from .conf import hashtags_settings
 from .delivery import retry_countdown
 
@@ -41,7 +42,7 @@ def analyze_image(self, app_label: str, model_name: str, pk, field_name: str, fo
     try:
         analysis = run_analysis(app_label, model_name, pk, field_name, force=force,
                                 claim=self.request.id or None)
-    except SoftTimeLimitExceeded:
+    except (SoftTimeLimitExceeded, ModelTimeout):  # the prefork pool's limit, or the batch's
         mark_gave_up(app_label, model_name, pk, field_name,
                      f"analysis timed out after {hashtags_settings.TASK_SOFT_TIME_LIMIT} s")
         raise

@@ -53,6 +53,11 @@ def check_settings(app_configs=None, **kwargs):
         errors.append(checks.Error(
             f"HASHTAGS['MIN_CAPTION_CONFIDENCE'] must be a number within [0, 1], "
             f"got {hashtags_settings.MIN_CAPTION_CONFIDENCE!r}.", id="hashtags.E007"))
+    for name, low in (("BATCH_MAX", 1), ("BATCH_WAIT_MS", 0)):
+        value = getattr(hashtags_settings, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            errors.append(checks.Error(f"HASHTAGS['{name}'] must be a whole number >= {low}, got {value!r}.",
+                                       id="hashtags.E009"))
     errors.extend(check_reranker_location())
     return errors
 

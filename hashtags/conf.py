@@ -69,6 +69,12 @@ DEFAULTS: dict[str, Any] = {
     "RECONCILE_EVERY": 120,
     # Load the model when a worker process starts (after fork) instead of on the first task.
     "WARM_WORKER": True,
+    # Cross-task batching (hashtags.batching): analyses running side by side in one worker process
+    # (``--pool=threads --concurrency=N``, N >= BATCH_MAX) share forward passes of at most
+    # BATCH_MAX images; the model waits at most BATCH_WAIT_MS for images already on their way
+    # (never for a lone upload). 16 suits a CPU; on a GPU try 64 (and --concurrency=64). 1 = off.
+    "BATCH_MAX": 16,
+    "BATCH_WAIT_MS": 20,
     # Load and run the model once when a web process starts (wsgi.py / asgi.py call
     # hashtags.inference.warm_for_server) if the site serves POST tag-image/: no cold first request.
     "WARM_AT_STARTUP": True,

@@ -30,6 +30,7 @@ from mlcore.artifact import MODEL_FILE, ArtifactError
 from mlcore.images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from PIL import Image
 
+from .batching import ImageBatcher, Slot, process_batcher
 from .conf import hashtags_settings
 from .extraction import extractor_config
 from .versions import serving_switched, serving_target
@@ -154,26 +155,63 @@ def suggest_many(images: list, captioner=None, *, max_pixels: int | None = None)
     pixels, default mlcore's limit): a large upload costs its own request CPU time, not every
     other request's wait for the model."""
     captioner = captioner or get_captioner()
-    results: list = [None] * len(images)
-    decoded, positions, load_s = [], [], []
-    for position, image in enumerate(images):
-        started = time.perf_counter()
-        try:
-            decoded.append(load_image(image, size=captioner.encoder.spec.input_size,
-                                      max_pixels=max_pixels or DEFAULT_MAX_PIXELS))
-        except ImageError as error:
-            results[position] = error
-            continue
-        positions.append(position)
-        load_s.append(time.perf_counter() - started)
-    if decoded:
-        with inference_lock:
-            found = captioner.suggest(decoded, beam_width=hashtags_settings.BEAM_WIDTH, config=extractor_config())
-        for position, result, seconds in zip(positions, found, load_s):
-            if not isinstance(result, ImageError):
-                result = dataclasses.replace(result, timings={**(result.timings or {}), "load_s": seconds})
+    results: list = [decode(image, captioner, max_pixels=max_pixels) for image in images]
+    positions = [position for position, item in enumerate(results) if not isinstance(item, ImageError)]
+    if positions:
+        found = suggest_decoded(captioner, [results[position] for position in positions])
+        for position, result in zip(positions, found):
             results[position] = result
     return results
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoded:
+    """An image ready for the encoder, and what decoding it cost."""
+
+    pixels: Any
+    load_s: float
+
+
+def decode(image, captioner, *, max_pixels: int | None = None) -> Decoded | ImageError:
+    """``image`` (bytes, path or file) resized for ``captioner``'s encoder, or its ImageError."""
+    started = time.perf_counter()
+    try:
+        pixels = load_image(image, size=captioner.encoder.spec.input_size,
+                            max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    except ImageError as error:
+        return error
+    return Decoded(pixels, time.perf_counter() - started)
+
+
+def suggest_decoded(captioner, images: list[Decoded]) -> list:
+    """One forward pass of ``captioner`` over decoded images (under :data:`inference_lock`)."""
+    with inference_lock:
+        found = captioner.suggest([image.pixels for image in images], beam_width=hashtags_settings.BEAM_WIDTH,
+                                  config=extractor_config())
+    return [result if isinstance(result, ImageError)
+            else dataclasses.replace(result, timings={**(result.timings or {}), "load_s": image.load_s})
+            for image, result in zip(images, found)]
+
+
+def batcher() -> ImageBatcher:
+    """This process' cross-task batcher (``BATCH_MAX``, ``BATCH_WAIT_MS``)."""
+    return process_batcher(suggest_decoded, hashtags_settings.BATCH_MAX, hashtags_settings.BATCH_WAIT_MS / 1000)
+
+
+def suggest_in_batch(image, captioner, slot: Slot, *, timeout: float | None = None) -> Any:
+    """:func:`suggest` for an analysis holding a batcher ``slot``: the image is decoded here, in
+    the analysis' own thread (while the model works on other images), then runs in the next batch
+    with the images of the analyses beside it. The result's timings say the batch size and the
+    wait. ``BATCH_MAX`` 1 runs it alone, at once."""
+    decoded = decode(image, captioner)
+    if isinstance(decoded, ImageError):
+        return decoded
+    if hashtags_settings.BATCH_MAX <= 1:
+        return suggest_decoded(captioner, [decoded])[0]
+    result, batch = slot.run(captioner, decoded, timeout)
+    if isinstance(result, ImageError):
+        return result
+    return dataclasses.replace(result, timings={**(result.timings or {}), **batch})
 
 
 def warm_up() -> bool:

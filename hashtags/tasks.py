@@ -4,6 +4,7 @@ re-ranker. The analysis is routed to ``HASHTAGS["QUEUE"]`` (``gpu``) by
 
 Run a worker with::
 
+    celery -A project worker -Q gpu --pool=threads --concurrency=16 --loglevel=info  # batching (BATCH_MAX 16)
     celery -A project worker -Q gpu --pool=solo --loglevel=info          # one model per worker
     celery -A project worker -Q gpu --concurrency=1 --loglevel=info      # prefork, 1 child
     celery -A project beat --loglevel=info                               # one: the reconciler's schedule
@@ -18,6 +19,7 @@ import threading
 import time
 
 from celery import current_app, shared_task
+from celery.concurrency.thread import TaskPool as ThreadTaskPool
 from celery.signals import beat_init, worker_process_init, worker_ready
 from django.conf import settings
 from django.db import connections
@@ -25,7 +27,7 @@ from django.db import connections
 from .analysis_task import analyze_image, retry_or_give_up  # noqa: F401  (registered with Celery from here)
 from .conf import hashtags_settings
 from .delivery import warm_up_deadline
-from .inference import get_captioner
+from .inference import get_captioner, warm_up
 from .reconcile import reconcile as reconcile_now
 from .reranker import NotEnoughFeedback, describe, train_and_save
 
@@ -51,6 +53,22 @@ def warm_model(**kwargs) -> None:
     if loader.is_alive():
         logger.warning("hashtags: model still loading after %.0f s; this worker process starts anyway "
                        "and its first task waits for the model", time.monotonic() - started)
+
+
+@worker_ready.connect
+def warm_thread_pool(sender=None, **kwargs) -> None:
+    """The threads pool (``--pool=threads``, the batching worker) runs its tasks in this process,
+    which never forks and gets no ``worker_process_init``: load and run the model here, in the
+    background, while the first messages are fetched."""
+    if not settings.configured or not hashtags_settings.WARM_WORKER:
+        return
+    if not isinstance(getattr(sender, "pool", None), ThreadTaskPool):
+        return  # prefork children warm after their fork; the solo pool sends worker_process_init
+    threading.Thread(target=_warm_quietly, name="hashtags-warm-up", daemon=True).start()
+
+
+def _warm_quietly() -> None:
+    warm_up()  # logs its own failure; the first task then loads the model and reports any error
 
 
 def _load_model_quietly() -> None:

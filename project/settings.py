@@ -17,6 +17,8 @@
 - ``HASHTAGS_TASK_TIME_LIMIT`` / ``HASHTAGS_TASK_SOFT_TIME_LIMIT`` (seconds, default 180 / 120): one
   analysis' limits; the broker's visibility timeout and the reconciler's "stuck" follow from them.
 - ``HASHTAGS_RECONCILE_EVERY`` (seconds, default 120): how often ``celery beat`` runs the reconciler.
+- ``HASHTAGS_BATCH_MAX`` / ``HASHTAGS_BATCH_WAIT_MS`` (default 16 / 20): cross-task batching in a
+  ``--pool=threads`` worker (``make worker``); run it with ``--concurrency`` >= BATCH_MAX.
 """
 
 import os
@@ -171,6 +173,9 @@ HASHTAGS["NUM_PROXIES"] = int(os.environ.get("DJANGO_NUM_PROXIES", "0"))
 # Benchmarks only (benchmarks/tag_images.py): no throttles on the API.
 if env_flag("HASHTAGS_UNTHROTTLED", False):
     HASHTAGS["TAG_IMAGE_THROTTLE"] = HASHTAGS["API_THROTTLE"] = None
+for name in ("BATCH_MAX", "BATCH_WAIT_MS"):
+    if os.environ.get(f"HASHTAGS_{name}"):
+        HASHTAGS[name] = int(os.environ[f"HASHTAGS_{name}"])
 if os.environ.get("HASHTAGS_MIN_SCORE"):
     HASHTAGS["MIN_SCORE"] = float(os.environ["HASHTAGS_MIN_SCORE"])
 

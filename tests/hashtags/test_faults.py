@@ -1,4 +1,4 @@
-"""Faults injected into real processes: a solo worker killed with SIGKILL mid-task, PostgreSQL cut
+"""Faults injected into real processes: a batching worker (``--pool=threads``, as ``make worker``) killed with SIGKILL mid-task, PostgreSQL cut
 off for 20 s behind a TCP proxy, Redis losing its queue (a restart without persistence). Every post
 must end with exactly one finished analysis, without an operator.
 
@@ -39,7 +39,7 @@ SOFT_TIME_LIMIT = TIME_LIMIT - max(2, TIME_LIMIT // 6)
 OUTAGE_S = float(os.environ.get("HASHTAGS_FAULTS_OUTAGE_S", "20"))
 RECONCILE_EVERY = int(os.environ.get("HASHTAGS_FAULTS_RECONCILE_EVERY", "3"))
 QUEUED = int(os.environ.get("HASHTAGS_FAULTS_QUEUED", "10"))
-# A killed solo worker's message is back after the visibility timeout and one sweep.
+# A killed batching (or solo) worker's message is back after the visibility timeout and one sweep.
 REDELIVERY_WAIT = delivery.visibility_timeout(TIME_LIMIT) + delivery.restore_interval(TIME_LIMIT) + 50
 LIMITS = {"HASHTAGS_TASK_TIME_LIMIT": str(TIME_LIMIT), "HASHTAGS_TASK_SOFT_TIME_LIMIT": str(SOFT_TIME_LIMIT)}
 READY = "ready."  # celery's "celery@host ready." line
@@ -110,7 +110,7 @@ def wait_for_a_running_analysis(timeout: float = 30) -> ImageAnalysis:
     raise AssertionError("no analysis was seen running")
 
 
-def test_a_solo_worker_killed_mid_task_loses_nothing(setup, make_post, broker):
+def test_a_batching_worker_killed_mid_task_loses_nothing(setup, make_post, broker):
     artifact, media_root, log_path = setup
     env = worker_env(artifact, media_root, **LIMITS)
     worker = start_worker(env, log_path, "killed")
@@ -127,7 +127,7 @@ def test_a_solo_worker_killed_mid_task_loses_nothing(setup, make_post, broker):
         worker = start_worker(env, log_path, "restarted")
         recovered = wait_all_finished(posts, REDELIVERY_WAIT, worker, log_path)
         victim.refresh_from_db()
-        print(f"\nkill -9 of a solo worker while analysis {victim.pk} ran: all {len(posts)} posts done "
+        print(f"\nkill -9 of a batching worker while analysis {victim.pk} ran: all {len(posts)} posts done "
               f"{time.monotonic() - killed:.1f} s after the kill (restart included; visibility timeout "
               f"{delivery.visibility_timeout(TIME_LIMIT)} s); attempts of the killed one: {victim.attempts}")
         assert victim.status == "done" and victim.attempts == 2  # claimed again by its redelivered message

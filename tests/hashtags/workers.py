@@ -68,10 +68,15 @@ def children(pid: int) -> list[int]:
         return []
 
 
+BATCH_CONCURRENCY = 4  # threads of the batching worker in tests: batches of up to 4 form
+
+
 def start_worker(env: dict, log_path: Path, name: str, *options: str) -> subprocess.Popen:
-    """``celery -A project worker -Q gpu`` (solo pool unless ``options`` say otherwise), logging
-    to ``log_path`` (appended: a restarted worker continues the same log)."""
-    pool = () if any(o.startswith("--pool") or o.startswith("--concurrency") for o in options) else ("--pool=solo",)
+    """``celery -A project worker -Q gpu`` (``make worker``'s batching pool, ``--pool=threads``,
+    unless ``options`` say otherwise), logging to ``log_path`` (appended: a restarted worker
+    continues the same log)."""
+    pool = (() if any(o.startswith("--pool") or o.startswith("--concurrency") for o in options)
+            else ("--pool=threads", f"--concurrency={BATCH_CONCURRENCY}"))
     with open(log_path, "a") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "project", "worker", *pool, "-Q", "gpu", "--loglevel=INFO",
