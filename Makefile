@@ -72,8 +72,12 @@ demo: demo-user
 	$(PY) manage.py runserver $(RUNSERVER_ARGS) $(HOST):$(PORT)
 
 # --- tests, worker, benchmarks ---------------------------------------------
+# Two sessions: the app's tests (tests/, tests.settings: a minimal host app) and the demo site's
+# (project/tests/, project.test_settings). Both run; the target fails if either does.
 test: venv $(VENV)/.installed-dev
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(PYTEST_ARGS); app=$$?; \
+	$(PY) -m pytest -q --ds=project.test_settings $(PYTEST_ARGS) project/tests; demo=$$?; \
+	test $$app -eq 0 -a $$demo -eq 0
 
 worker: export CELERY_BROKER_URL ?= redis://127.0.0.1:6379/0
 worker: venv

@@ -20,7 +20,7 @@ def admin_client(client, django_user_model):
 @pytest.fixture
 def analysed(model, make_post):
     post = make_post(seed=1)
-    analysis = run_analysis("posts", "post", post.pk, "image")
+    analysis = run_analysis("testapp", "post", post.pk, "image")
     assert analysis.suggestions.count() >= 2
     return post, analysis
 
@@ -40,7 +40,7 @@ def test_pages_render(admin_client, analysed):
         "/admin/hashtags/imageanalysis/",
         f"/admin/hashtags/imageanalysis/{analysis.pk}/change/",
         "/admin/hashtags/acceptedtag/",
-        "/admin/posts/post/",
+        "/admin/testapp/post/",
     ]:
         assert admin_client.get(url).status_code == 200, url
 
@@ -104,7 +104,7 @@ def test_rerun_action(admin_client, analysed, recording, django_capture_on_commi
     post, analysis = analysed
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post("/admin/hashtags/imageanalysis/", {"action": "rerun_selected", "_selected_action": [analysis.pk]})
-    assert recording == [("posts", "post", str(post.pk), "image", True)]
+    assert recording == [("testapp", "post", str(post.pk), "image", True)]
 
 
 def test_caption_edit_goes_through_the_service(admin_client, analysed):
@@ -137,8 +137,8 @@ QUEUE = "/admin/hashtags/reviewqueueitem/review/"
 
 
 def test_review_queue_shows_each_pending_image_once_oldest_first(admin_client, model, make_post):
-    first = run_analysis("posts", "post", make_post(seed=1).pk, "image")
-    second = run_analysis("posts", "post", make_post(seed=2).pk, "image")
+    first = run_analysis("testapp", "post", make_post(seed=1).pk, "image")
+    second = run_analysis("testapp", "post", make_post(seed=2).pk, "image")
     page = admin_client.get(QUEUE)
     html = page.content.decode()
     assert page.status_code == 200
@@ -177,7 +177,7 @@ def test_invalid_input_on_a_card_saves_nothing(admin_client, analysed):
 
 
 def test_bulk_accept_top_n(admin_client, model, make_post):
-    analyses = [run_analysis("posts", "post", make_post(seed=s).pk, "image") for s in (1, 2)]
+    analyses = [run_analysis("testapp", "post", make_post(seed=s).pk, "image") for s in (1, 2)]
     admin_client.post(QUEUE, {"bulk": "1", "top": "2", "select": [a.pk for a in analyses]})
     for a in analyses:
         ranked = list(a.suggestions.order_by("rank").values_list("state", flat=True))

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 
 def analyse(post, **kwargs):
-    return run_analysis("posts", "post", post.pk, "image", **kwargs)
+    return run_analysis("testapp", "post", post.pk, "image", **kwargs)
 
 
 def test_saving_a_post_stores_suggestions(model, make_post, django_capture_on_commit_callbacks):
@@ -79,7 +79,7 @@ def test_same_content_is_not_analysed_twice(model, make_post):
     ],
 )
 def test_bad_image_fails_with_a_readable_reason_and_the_post_survives(model, make_post, data, reason):
-    from project.posts.models import Post
+    from tests.testapp.models import Post
 
     post = make_post(data=data, text="keep me")
     analysis = analyse(post)
@@ -108,7 +108,7 @@ def test_deleted_post_and_opt_out_are_skipped(model, make_post, user):
     post = make_post()
     pk = post.pk
     post.delete()
-    assert run_analysis("posts", "post", pk, "image") is None
+    assert run_analysis("testapp", "post", pk, "image") is None
     HashtagOptOut.objects.create(user=user)
     assert analyse(make_post()) is None
 

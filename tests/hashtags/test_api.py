@@ -74,13 +74,13 @@ def test_tag_image_is_throttled_by_the_setting(model, api_client, hashtags_confi
 @pytest.fixture
 def analysed_post(model, make_post):
     post = make_post(seed=1)
-    analysis = run_analysis("posts", "post", post.pk, "image")
+    analysis = run_analysis("testapp", "post", post.pk, "image")
     assert analysis.status == "done" and analysis.suggestions.count() >= 2
     return post
 
 
 def post_url(post, suffix=""):
-    return f"{API}posts/posts.post/{post.pk}/{suffix}"
+    return f"{API}posts/testapp.post/{post.pk}/{suffix}"
 
 
 # Staff status alone does not make a moderator (issue 17): the staff account without permissions is refused.
@@ -110,8 +110,8 @@ def test_moderators_with_the_permission_may_review(analysed_post, api_client, ot
 
 def test_unknown_or_unwatched_posts_are_404(analysed_post, api_client, staff_user):
     api_client.force_authenticate(staff_user)
-    assert api_client.get(f"{API}posts/posts.post/999999/").status_code == 404
-    assert api_client.get(f"{API}posts/posts.post/not-a-number/").status_code == 404
+    assert api_client.get(f"{API}posts/testapp.post/999999/").status_code == 404
+    assert api_client.get(f"{API}posts/testapp.post/not-a-number/").status_code == 404
     assert api_client.get(f"{API}posts/auth.user/{staff_user.pk}/").status_code == 404
     assert api_client.post(f"{API}suggestions/999999/accept/").status_code == 404
 
@@ -162,7 +162,7 @@ def test_review_flow_accept_edit_reject_add_remove(analysed_post, api_client, us
 
 def test_failed_analysis_shows_its_error(model, make_post, api_client, user):
     post = make_post(data=b"not an image")
-    run_analysis("posts", "post", post.pk, "image")
+    run_analysis("testapp", "post", post.pk, "image")
     api_client.force_authenticate(user)
     analysis = api_client.get(post_url(post)).json()["analyses"][0]
     assert analysis["status"] == "failed" and "not an image" in analysis["error"]
@@ -172,7 +172,7 @@ def test_analyze_endpoint_reruns(recording, make_post, api_client, user):
     post = make_post()
     api_client.force_authenticate(user)
     assert api_client.post(post_url(post, "analyze/")).status_code == 202
-    assert recording == [("posts", "post", post.pk, "image", True)]
+    assert recording == [("testapp", "post", post.pk, "image", True)]
 
 
 # public reads ---------------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def test_posts_by_tag_with_or_without_hash_any_case(recording, make_post, api_cl
         assert body["count"] == 2, query
         assert {r["pk"] for r in body["results"]} == {str(dog1.pk), str(dog2.pk)}
     row = body["results"][0]
-    assert row["content_type"] == "posts.post" and "#dog" in row["tags"]
+    assert row["content_type"] == "testapp.post" and "#dog" in row["tags"]
     assert row["image_url"].startswith("http://testserver/media/posts/")
     assert api_client.get(f"{API}posts/?tag=unknown").json()["count"] == 0
     assert api_client.get(f"{API}posts/").status_code == 400

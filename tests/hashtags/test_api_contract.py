@@ -30,7 +30,7 @@ def assert_error(response, status: int, code: str) -> dict:
 # one error shape ---------------------------------------------------------------------------------
 
 def test_drf_errors_have_the_one_shape(api_client, user, make_post):
-    response = api_client.get(API + "posts/posts.post/1/")
+    response = api_client.get(API + "posts/testapp.post/1/")
     assert_error(response, 401, "not_authenticated")
     assert response.has_header("WWW-Authenticate")
     api_client.force_authenticate(user)
@@ -38,7 +38,7 @@ def test_drf_errors_have_the_one_shape(api_client, user, make_post):
     assert_error(api_client.get(API + "suggestions/999999/"), 404, "not_found")
     assert_error(api_client.patch(API + "opt-out/"), 405, "method_not_allowed")
     post = make_post(seed=1)
-    assert_error(api_client.post(f"{API}posts/posts.post/{post.pk}/tags/", "x", content_type="text/plain"),
+    assert_error(api_client.post(f"{API}posts/testapp.post/{post.pk}/tags/", "x", content_type="text/plain"),
                  415, "unsupported_media_type")
 
 
@@ -50,7 +50,7 @@ def test_unknown_paths_under_the_api_answer_json_404(api_client):
 def test_validation_errors_name_their_fields(api_client, user, make_post):
     api_client.force_authenticate(user)
     post = make_post(seed=1)
-    body = assert_error(api_client.post(f"{API}posts/posts.post/{post.pk}/tags/", {"tag": "!!"}, format="json"),
+    body = assert_error(api_client.post(f"{API}posts/testapp.post/{post.pk}/tags/", {"tag": "!!"}, format="json"),
                         400, "invalid_tag")
     assert list(body["fields"]) == ["tag"] and body["error"].startswith("tag: ")
     body = assert_error(api_client.get(API + "trending/?limit=0"), 400, "min_value")
@@ -114,11 +114,11 @@ def test_the_schema_states_the_constraints(schema):
     paths = schema["paths"]
     params = {p["name"]: p for p in paths["/api/hashtags/posts/"]["get"]["parameters"]}
     assert params["tag"]["required"] and params["tag"]["schema"]["pattern"] == TAG_PATTERN
-    assert params["model"]["schema"]["enum"] == ["posts.post"]
+    assert params["model"]["schema"]["enum"] == ["testapp.post"]
     trending = {p["name"]: p["schema"] for p in paths["/api/hashtags/trending/"]["get"]["parameters"]}
     assert trending["limit"]["minimum"] == 1 and trending["limit"]["maximum"] == 100
     detail = {p["name"]: p["schema"] for p in paths["/api/hashtags/posts/{content_type}/{id}/"]["get"]["parameters"]}
-    assert detail["content_type"]["enum"] == ["posts.post"]
+    assert detail["content_type"]["enum"] == ["testapp.post"]
     assert schema["components"]["schemas"]["TagImageRequestRequest"]["properties"]["image"]["minLength"] == 1
     assert "409" in paths["/api/hashtags/models/rollback/"]["post"]["responses"]
 
@@ -127,7 +127,7 @@ def test_a_tag_the_pattern_allows_is_taken_and_one_it_refuses_is_refused(api_cli
     """The server's tag rule is the schema's pattern: sampled on both sides of it."""
     api_client.force_authenticate(user)
     post = make_post(seed=2)
-    url = f"{API}posts/posts.post/{post.pk}/tags/"
+    url = f"{API}posts/testapp.post/{post.pk}/tags/"
     rng = random.Random(3)
     alphabet = string.ascii_letters + string.digits + "#-_ é!"
     samples = ["ab", "a1", "1a", "608s", "ies", "#Dogs", "a", "11", "#", "a-b", " ab", "é1", "x" * MAX_TAG_LENGTH,

@@ -37,7 +37,7 @@ def test_backfill_queues_and_failed_ones_only_with_retry_failed(model, hashtags_
     assert ImageAnalysis.objects.get(object_id=str(bad.pk)).status == "failed"
     assert "0 image(s)" in backfill()
     backfill("--retry-failed")
-    assert recording == [("posts", "post", bad.pk, "image", True)]
+    assert recording == [("testapp", "post", bad.pk, "image", True)]
     assert ImageAnalysis.objects.get(object_id=str(good.pk)).status == "done"
 
 

@@ -32,7 +32,7 @@ def analysis_row(post, **fields) -> ImageAnalysis:
 
 
 def run(post, claim):
-    return run_analysis("posts", "post", post.pk, "image", claim=claim)
+    return run_analysis("testapp", "post", post.pk, "image", claim=claim)
 
 
 def test_a_duplicate_delivery_finds_the_analysis_claimed_and_stops(model, hashtags_config, make_post):
@@ -105,7 +105,7 @@ def backfill(*args) -> str:
 
 def test_the_same_bytes_under_a_new_name_are_not_analysed_again(model, make_post, recording,
                                                                  django_capture_on_commit_callbacks):
-    from project.posts.models import Post
+    from tests.testapp.models import Post
 
     post = make_post(data=support.jpeg_bytes(seed=7))
     run(post, "first")

@@ -12,11 +12,11 @@ from hashtags.conf import DEFAULTS, hashtags_settings
 
 
 def test_defaults_apply_where_the_project_is_silent(settings):
-    settings.HASHTAGS = {"WATCH": ["posts.Post.image"]}
+    settings.HASHTAGS = {"WATCH": ["testapp.Post.image"]}
     assert hashtags_settings.BEAM_WIDTH == DEFAULTS["BEAM_WIDTH"] is None
     assert hashtags_settings.QUEUE == "gpu"
     assert hashtags_settings.AUTO_ACCEPT_SCORE is None
-    assert hashtags_settings.watched() == [("posts", "Post", "image")]
+    assert hashtags_settings.watched() == [("testapp", "Post", "image")]
 
 
 def test_override_settings_is_honoured():
@@ -42,9 +42,9 @@ def test_import_strings_are_resolved():
 def test_bad_watch_entry_is_a_system_check_error():
     from hashtags.checks import check_settings
 
-    with override_settings(HASHTAGS={"WATCH": ["posts.Post"]}):
+    with override_settings(HASHTAGS={"WATCH": ["testapp.Post"]}):
         assert [e.id for e in check_settings()] == ["hashtags.E001"]
-    with override_settings(HASHTAGS={"WATCH": ["posts.Post.text"]}):
+    with override_settings(HASHTAGS={"WATCH": ["testapp.Post.text"]}):
         assert [e.id for e in check_settings()] == ["hashtags.E001"]
     assert check_settings() == []
 
@@ -107,10 +107,10 @@ def test_min_caption_confidence_defaults_to_mlcores_and_must_be_a_fraction():
             assert check_settings() == [], good
 
 
-def test_django_setup_of_the_demo_does_not_start_tensorflow():
+def test_django_setup_does_not_start_tensorflow():
     """Web processes, manage.py commands and the admin read the settings' defaults at
     ``django.setup()``; only a worker that runs the model should pay for TensorFlow."""
-    code = ("import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'project.settings'; django.setup(); "
+    code = ("import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'tests.settings'; django.setup(); "
             "import sys; print('tensorflow' in sys.modules)")
     env = {**os.environ, "DJANGO_SECRET_KEY": get_random_secret_key(), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("DJANGO_SETTINGS_MODULE", None)

@@ -4,7 +4,6 @@ spaced with a floor, and the system checks warn about settings under which analy
 import random
 
 import pytest
-from django.conf import settings as django_settings
 
 from hashtags import delivery
 from hashtags.checks import check_delivery
@@ -12,24 +11,12 @@ from hashtags.checks import check_delivery
 
 @pytest.fixture
 def celery_conf():
-    """The project's Celery app configuration, restored after the test."""
-    from project.celery import app
+    """The tests' Celery app configuration, restored after the test."""
+    from tests.celery_app import app
 
     saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options", "worker_proc_alive_timeout")}
     yield app.conf
     app.conf.update(saved)
-
-
-def test_project_settings_derive_the_visibility_timeout_from_the_time_limit():
-    limit = django_settings.HASHTAGS["TASK_TIME_LIMIT"]
-    timeout = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
-    assert timeout == delivery.visibility_timeout(limit)
-    assert delivery.visibility_timeout(180) == 270 and delivery.claim_expires_after(180) == 240
-    options = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS
-    assert options["unacked_restore_interval"] * options["unacked_restore_throttle"] <= 30  # sweeps
-    assert timeout > limit + delivery.countdown_cap(limit)  # a retry waiting for its ETA is not redelivered
-    assert timeout < 3600  # kombu's default, which left a killed worker's image queued for an hour
-    assert django_settings.CELERY_WORKER_PROC_ALIVE_TIMEOUT >= delivery.MIN_PROC_ALIVE_TIMEOUT
 
 
 def test_retry_countdowns_grow_with_a_floor_and_a_cap():

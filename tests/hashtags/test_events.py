@@ -17,7 +17,7 @@ from hashtags.analysis import run_analysis
 from hashtags.inference import reset_captioner
 from hashtags.models import AcceptedTag, Hashtag, ImageAnalysis, ModelVersion, Suggestion
 from hashtags.watched import content_type_for
-from project.posts.models import Post
+from tests.testapp.models import Post
 from tests.hashtags import support
 from tests.hashtags.workers import REDIS_URL, redis_reachable, start_worker, stop, wait_for_log, worker_env
 
@@ -85,9 +85,9 @@ def test_analysis_finished_once_with_the_stored_suggestions(model, make_post, re
     assert [s.pk for s in call["suggestions"]] == list(analysis.suggestions.order_by("rank", "pk").values_list("pk", flat=True))
     assert call["suggestions"]
 
-    run_analysis("posts", "post", post.pk, "image")  # already done: nothing finishes again
+    run_analysis("testapp", "post", post.pk, "image")  # already done: nothing finishes again
     assert len(finished.calls) == 1
-    run_analysis("posts", "post", post.pk, "image", force=True)  # a forced re-run finishes again
+    run_analysis("testapp", "post", post.pk, "image", force=True)  # a forced re-run finishes again
     assert len(finished.calls) == 2
 
 
@@ -106,13 +106,13 @@ def test_analysis_finished_waits_for_the_commit_and_skips_a_rollback(model, reco
     post = make_post()  # recorded, not analysed
     finished = received(events.analysis_finished)
     with transaction.atomic():
-        run_analysis("posts", "post", post.pk, "image")
+        run_analysis("testapp", "post", post.pk, "image")
         assert finished.calls == []  # stored, but not committed yet
     assert len(finished.calls) == 1 and finished.calls[0]["ok"] is True
 
     other = make_post(seed=3)
     with pytest.raises(RuntimeError), transaction.atomic():
-        run_analysis("posts", "post", other.pk, "image")
+        run_analysis("testapp", "post", other.pk, "image")
         raise RuntimeError("the caller's transaction fails")
     assert len(finished.calls) == 1
     assert not ImageAnalysis.objects.for_object(other).exists()
@@ -230,7 +230,7 @@ def test_model_promoted_for_promotion_and_rollback_not_for_settings(hashtags_con
 @pytest.fixture
 def celery_broker():
     """This process' Celery app on the test Redis database, the gpu queue emptied."""
-    from project.celery import app
+    from tests.celery_app import app
 
     def use(url):
         app.conf.broker_url = url
@@ -252,7 +252,7 @@ def test_analysis_finished_fires_in_a_real_worker_for_an_upload(
 ):
     hashtags_config(EXECUTOR="celery", QUEUE="gpu", MODEL_DIR=str(tiny_artifact), MIN_SCORE=0.0)
     events_file = tmp_path / "events.jsonl"
-    env = worker_env(tiny_artifact, settings.MEDIA_ROOT, DJANGO_SETTINGS_MODULE="project.test_settings",
+    env = worker_env(tiny_artifact, settings.MEDIA_ROOT, DJANGO_SETTINGS_MODULE="tests.settings",
                      HASHTAGS_DATA_DIR=settings.HASHTAGS["DATA_DIR"], **{support.EVENTS_FILE_ENV: str(events_file)})
     log_path = tmp_path / "worker.log"
     worker = start_worker(env, log_path, "events", "--include=tests.hashtags.support")
@@ -270,7 +270,7 @@ def test_analysis_finished_fires_in_a_real_worker_for_an_upload(
         analysis = ImageAnalysis.objects.for_object(post).get()
         assert len(lines) == 1, (lines, log_path.read_text()[-4000:])
         assert lines[0] == {
-            "sender": "posts.post", "object_id": str(post.pk), "analysis": analysis.pk, "ok": True, "error": "",
+            "sender": "testapp.post", "object_id": str(post.pk), "analysis": analysis.pk, "ok": True, "error": "",
             "tags": list(analysis.suggestions.order_by("rank", "pk").values_list("hashtag__name", flat=True)),
             "pid": worker.pid,  # the solo pool: the receiver ran in the worker process
         }

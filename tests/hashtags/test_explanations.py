@@ -10,49 +10,16 @@ built here through the same ``_store`` the analysis task calls, on an analysis t
 from __future__ import annotations
 
 import pytest
-from django.urls import reverse
-from mlcore.captioner import CaptionResult as Result
-from mlcore.extractor import ScoredTag as Tag
 
 from hashtags import services
 from hashtags.analysis import _store, run_analysis
 from hashtags.inference import suggest
 from hashtags.models import ImageAnalysis, Suggestion
 from tests.hashtags import support
+from tests.hashtags.fixtures import CAPTION, SOURCES, analyse, explained_result
 
 pytestmark = pytest.mark.django_db
 API = "/api/hashtags/"
-CAPTION = "a dog runs on the grass"
-SOURCES = {"dog": ["caption", "tag_head"], "grass": ["caption"], "frisbee": ["classifier"]}
-
-
-def explained_result(confidence: float, caption: str = CAPTION, sources: dict | None = None) -> Result:
-    """An mlcore result as the fusing captioner returns it: sourced tags and a caption confidence."""
-    sources = SOURCES if sources is None else sources
-    tags = [Tag(f"#{name}", round(0.9 - 0.2 * i, 2), tuple(found)) for i, (name, found) in enumerate(sources.items())]
-    return Result(caption=caption, captions=[caption, "a dog on the grass"], log_probs=[-1.0, -2.0],
-                  hashtags=tags, model_version="tiny", timings={"total_s": 0.1}, caption_confidence=confidence)
-
-
-def analyse(post) -> ImageAnalysis:
-    analysis = run_analysis("posts", "post", post.pk, "image")
-    assert analysis.status == "done", analysis.error
-    return analysis
-
-
-@pytest.fixture
-def explained(model, make_post):
-    """``explained(confidence)``: a post the real model analysed, then re-stored with sources and
-    that caption confidence; returns (post, analysis)."""
-
-    def make(confidence: float, **kwargs) -> tuple:
-        post = make_post(seed=1)
-        analysis = analyse(post)
-        _store(analysis.pk, explained_result(confidence, **kwargs), {"total_s": 0.1})
-        analysis.refresh_from_db()
-        return post, analysis
-
-    return make
 
 
 def sources_by_tag(rows) -> dict[str, list[str]]:
@@ -95,14 +62,14 @@ def test_uncertainty_follows_the_setting_and_unknown_confidence_is_not_uncertain
 
 
 def test_failed_analysis_has_no_confidence(model, make_post):
-    analysis = run_analysis("posts", "post", make_post(data=b"not an image").pk, "image")
+    analysis = run_analysis("testapp", "post", make_post(data=b"not an image").pk, "image")
     assert analysis.status == "failed" and analysis.caption_confidence is None
 
 
 # API ---------------------------------------------------------------------------------------------
 
 def post_url(post, suffix: str = "") -> str:
-    return f"{API}posts/posts.post/{post.pk}/{suffix}"
+    return f"{API}posts/testapp.post/{post.pk}/{suffix}"
 
 
 def test_api_shows_sources_and_the_uncertain_caption(explained, api_client, user, hashtags_config):
@@ -126,7 +93,7 @@ def test_api_shows_sources_and_the_uncertain_caption(explained, api_client, user
 
 def test_api_shows_unknown_confidence_as_null(model, make_post, api_client, user):
     post = make_post(data=b"not an image")
-    run_analysis("posts", "post", post.pk, "image")
+    run_analysis("testapp", "post", post.pk, "image")
     api_client.force_authenticate(user)
     shown = api_client.get(post_url(post)).json()["analyses"][0]
     assert shown["status"] == "failed" and shown["caption_confidence"] is None and shown["caption_uncertain"] is False
@@ -203,33 +170,3 @@ def test_admin_lists_say_why_and_mark_an_uncertain_caption(explained, admin_clie
     hashtags_config(MIN_CAPTION_CONFIDENCE=0.2)
     queue = admin_client.get("/admin/hashtags/reviewqueueitem/").content.decode()
     assert "a dog &lt;b&gt;runs&lt;/b&gt;" in queue and "Possibly:" not in queue
-
-
-# Demo page ---------------------------------------------------------------------------------------
-
-def test_demo_page_hedges_an_uncertain_caption_and_shows_sources(explained, client, user, hashtags_config):
-    post, analysis = explained(0.3)
-    client.force_login(user)
-    page = client.get(reverse("posts:detail", args=[post.pk])).content.decode()
-    assert 'id="caption-uncertain"' in page and "We are not sure about this caption" in page
-    assert "Possibly:</span> “a dog runs on the grass”" in page
-    assert f'alt="Photo by {user.username}. Possibly: {CAPTION}"' in page
-    assert "from caption, tag head" in page and "from image classifier" in page
-
-    hashtags_config(MIN_CAPTION_CONFIDENCE=0.2)
-    page = client.get(reverse("posts:detail", args=[post.pk])).content.decode()
-    assert "caption-uncertain" not in page and "Possibly:" not in page
-    assert f'alt="Photo by {user.username}: {CAPTION}"' in page
-
-
-def test_demo_page_states_a_persons_corrected_caption_as_fact(explained, client, user):
-    post, analysis = explained(0.1)
-    services.correct_caption(analysis, "a puppy on a lawn", user)
-    # Anonymous visitors see no caption at all (issue 17: the API hides it from them too) ...
-    page = client.get(reverse("posts:detail", args=[post.pk])).content.decode()
-    assert "a puppy on a lawn" not in page and f'alt="Photo by {user.username}"' in page
-    # ... the owner sees the correction stated as fact.
-    client.force_login(user)
-    page = client.get(reverse("posts:detail", args=[post.pk])).content.decode()
-    assert "caption-uncertain" not in page and "Possibly:" not in page
-    assert f'alt="Photo by {user.username}: a puppy on a lawn"' in page

@@ -57,7 +57,7 @@ def test_caption_rule_keeps_accepted_drops_rejected_and_applies_edits():
 def test_owner_corrects_the_caption_through_the_api(recording, make_post, user, other_user, api_client):
     post = make_post()
     analysis = analysed(post)
-    url = f"{API}posts/posts.post/{post.pk}/caption/"
+    url = f"{API}posts/testapp.post/{post.pk}/caption/"
     api_client.force_authenticate(other_user)
     assert api_client.post(url, {"caption": "a puppy"}, format="json").status_code == 403
     api_client.force_authenticate(user)
@@ -82,7 +82,7 @@ def test_owner_corrects_the_caption_through_the_api(recording, make_post, user, 
 def test_caption_of_a_post_without_analysis_is_a_conflict(recording, make_post, user, api_client):
     post = make_post()
     api_client.force_authenticate(user)
-    response = api_client.post(f"{API}posts/posts.post/{post.pk}/caption/", {"caption": "a dog"}, format="json")
+    response = api_client.post(f"{API}posts/testapp.post/{post.pk}/caption/", {"caption": "a dog"}, format="json")
     assert response.status_code == 409 and "no finished analysis" in response.json()["error"]
 
 

@@ -49,7 +49,7 @@ START_TIMEOUT = 60
 @pytest.fixture
 def broker(settings):
     """This process' Celery app on the test Redis DB, emptied before and after."""
-    from project.celery import app
+    from tests.celery_app import app
 
     def use(url):
         app.conf.broker_url = url
@@ -230,7 +230,7 @@ def test_duplicate_deliveries_and_identical_bytes_run_the_model_once(setup, make
         wait_all_finished([make_post(seed=50), make_post(seed=51)], 60, worker, log_path)  # both children warm
         post = make_post(seed=52)
         for _ in range(2):
-            send_analysis("posts", "post", post.pk, "image")  # duplicates, as a reconciler or a redelivery sends
+            send_analysis("testapp", "post", post.pk, "image")  # duplicates, as a reconciler or a redelivery sends
         data = support.jpeg_bytes(seed=53)
         twins = [make_post(data=data, name="twin.jpg"), make_post(owner=other_user, data=data, name="twin.jpg")]
         wait_all_finished([post, *twins], 60, worker, log_path)

@@ -68,9 +68,9 @@ def test_feedback_loop_end_to_end(model, hashtags_config, make_post, user, api_c
             else:
                 response = api_client.post(f"{API}suggestions/{s.pk}/accept/")
             assert response.status_code == 200, response.content
-        response = api_client.post(f"{API}posts/posts.post/{post.pk}/tags/", {"tag": "#sunset"}, format="json")
+        response = api_client.post(f"{API}posts/testapp.post/{post.pk}/tags/", {"tag": "#sunset"}, format="json")
         assert response.status_code == 201, response.content
-    response = api_client.post(f"{API}posts/posts.post/{posts[1].pk}/caption/",
+    response = api_client.post(f"{API}posts/testapp.post/{posts[1].pk}/caption/",
                                {"caption": "a dog sits in the sunset"}, format="json")
     assert response.status_code == 200, response.content
     states = Counter(Suggestion.objects.values_list("state", flat=True))

@@ -44,7 +44,7 @@ def v1_configured(hashtags_config, artifacts):
 
 
 def analyse(post):
-    return run_analysis("posts", "post", post.pk, "image")
+    return run_analysis("testapp", "post", post.pk, "image")
 
 
 # Registry -----------------------------------------------------------------------------------------

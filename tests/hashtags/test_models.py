@@ -95,7 +95,7 @@ def test_merge_into_itself_is_refused():
 
 
 def test_filter_by_tag_and_queryset_helpers(recording, make_post, user):
-    from project.posts.models import Post
+    from tests.testapp.models import Post
 
     post, other = make_post(), make_post(seed=1)
     services.add_tag(post, "#Dog", user)

@@ -17,13 +17,13 @@ from hashtags.tasks import periodic_tasks
 
 pytestmark = pytest.mark.django_db
 
-JOB = ("posts", "post")
+JOB = ("testapp", "post")
 
 
 @pytest.fixture
 def broker_down():
-    """The project's Celery app pointed at a port where no broker listens."""
-    from project.celery import app
+    """The tests' Celery app pointed at a port where no broker listens."""
+    from tests.celery_app import app
 
     def use(url):
         app.conf.broker_url = url

@@ -20,12 +20,12 @@ def test_new_post_enqueues_once_after_commit(recording, make_post, django_captur
         assert recording == []  # nothing is sent before the transaction commits
     assert len(callbacks) == 1
     callbacks[0]()
-    assert recording == [("posts", "post", post.pk, "image", False)]
+    assert recording == [("testapp", "post", post.pk, "image", False)]
 
 
 def test_only_a_changed_image_enqueues(recording, make_post, django_capture_on_commit_callbacks):
     post = make_post()
-    from project.posts.models import Post
+    from tests.testapp.models import Post
 
     loaded = Post.objects.get(pk=post.pk)
     with django_capture_on_commit_callbacks(execute=True):
@@ -36,7 +36,7 @@ def test_only_a_changed_image_enqueues(recording, make_post, django_capture_on_c
         loaded.image.save("other.jpg", ContentFile(support.jpeg_bytes(seed=3)), save=False)
         loaded.save()
         loaded.save()
-    assert recording == [("posts", "post", post.pk, "image", False)]
+    assert recording == [("testapp", "post", post.pk, "image", False)]
     # a deferred image field that was never loaded has not changed
     recording.clear()
     with django_capture_on_commit_callbacks(execute=True):
@@ -47,7 +47,7 @@ def test_only_a_changed_image_enqueues(recording, make_post, django_capture_on_c
 def test_raw_fixture_loads_never_enqueue(recording, user, tmp_path, django_capture_on_commit_callbacks):
     fixture = tmp_path / "posts.json"
     fixture.write_text(json.dumps([{
-        "model": "posts.post", "pk": 42,
+        "model": "testapp.post", "pk": 42,
         "fields": {"owner": user.pk, "image": "posts/fixture.jpg", "text": "", "created": "2024-01-01T00:00:00Z"},
     }]))
     with django_capture_on_commit_callbacks(execute=True) as callbacks:

@@ -18,14 +18,14 @@ def test_task_options():
 
 def test_task_stores_suggestions(model, make_post):
     post = make_post()
-    result = analyze_image.apply(args=("posts", "post", post.pk, "image")).get()
+    result = analyze_image.apply(args=("testapp", "post", post.pk, "image")).get()
     analysis = ImageAnalysis.objects.get(pk=result["analysis"])
     assert result["status"] == "done" and analysis.suggestions.exists()
 
 
 def test_bad_image_is_not_retried(model, make_post):
     post = make_post(data=b"GIF89a but not really")
-    outcome = analyze_image.apply(args=("posts", "post", post.pk, "image"))
+    outcome = analyze_image.apply(args=("testapp", "post", post.pk, "image"))
     assert outcome.successful() and outcome.get()["status"] == "failed"
     assert ImageAnalysis.objects.get().error
 
@@ -47,7 +47,7 @@ def test_transient_errors_retry_then_record_the_failure(model, make_post, monkey
         raise ConnectionResetError("storage unreachable")
 
     monkeypatch.setattr(FileSystemStorage, "open", storage_down)  # an outage we cannot cause for real
-    outcome = analyze_image.apply(args=("posts", "post", post.pk, "image"),
+    outcome = analyze_image.apply(args=("testapp", "post", post.pk, "image"),
                                   kwargs={"first_try": time.time() - 31 * 60}, retries=7)
     assert outcome.failed() and isinstance(outcome.result, ConnectionResetError)
     analysis = ImageAnalysis.objects.get()

@@ -1,4 +1,4 @@
-"""End to end: a real ``celery -A project worker`` process on the ``gpu`` queue, Redis as the broker,
+"""End to end: a real ``celery -A tests.celery_app worker`` process on the ``gpu`` queue, Redis as the broker,
 the test database shared with the worker, a real photo saved as a post, suggestions stored."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def rss_mib(pid: int) -> float | None:
 @pytest.fixture
 def celery_broker(settings):
     """Point this process' Celery app at the test Redis DB and empty the gpu queue there."""
-    from project.celery import app
+    from tests.celery_app import app
 
     def use(url):
         app.conf.broker_url = url
@@ -55,7 +55,7 @@ def test_real_worker_stores_suggestions_for_an_uploaded_photo(
     hashtags_config(EXECUTOR="celery", QUEUE="gpu", MODEL_DIR=str(tiny_artifact), MIN_SCORE=0.0)
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "project.test_settings",
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": REDIS_URL,
         "HASHTAGS_MODEL_DIR": str(tiny_artifact),
@@ -69,7 +69,7 @@ def test_real_worker_stores_suggestions_for_an_uploaded_photo(
     log_path = tmp_path / "worker.log"
     with open(log_path, "w") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "project", "worker", "--pool=solo", "-Q", "gpu",
+            [sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker", "--pool=solo", "-Q", "gpu",
              "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
              "-n", f"e2e-{os.getpid()}@%h"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -1,4 +1,4 @@
-"""Real processes for the worker and fault tests: a ``celery -A project worker`` sharing the test
+"""Real processes for the worker and fault tests: a ``celery -A tests.celery_app worker`` sharing the test
 database, and a TCP proxy in front of PostgreSQL that a test can cut off and restore."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def worker_env(artifact, media_root, **extra: str) -> dict[str, str]:
     the shipped model)."""
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": REDIS_URL,
         "HASHTAGS_MODEL_DIR": str(artifact or ""),
@@ -72,14 +72,14 @@ BATCH_CONCURRENCY = 4  # threads of the batching worker in tests: batches of up 
 
 
 def start_worker(env: dict, log_path: Path, name: str, *options: str) -> subprocess.Popen:
-    """``celery -A project worker -Q gpu`` (``make worker``'s batching pool, ``--pool=threads``,
+    """``celery -A tests.celery_app worker -Q gpu`` (``make worker``'s batching pool, ``--pool=threads``,
     unless ``options`` say otherwise), logging to ``log_path`` (appended: a restarted worker
     continues the same log)."""
     pool = (() if any(o.startswith("--pool") or o.startswith("--concurrency") for o in options)
             else ("--pool=threads", f"--concurrency={BATCH_CONCURRENCY}"))
     with open(log_path, "a") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "project", "worker", *pool, "-Q", "gpu", "--loglevel=INFO",
+            [sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker", *pool, "-Q", "gpu", "--loglevel=INFO",
              "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}-{os.getpid()}@%h",
              *options],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -62,7 +62,7 @@ def chrome():
 @pytest.fixture
 def site(chrome, live_server, settings, hashtags_config):
     """The live demo with uploaded files served, analyses inline with the shipped model."""
-    settings.ROOT_URLCONF = "tests.hashtags.browser_urls"
+    settings.ROOT_URLCONF = "project.tests.browser_urls"
     hashtags_config(EXECUTOR="sync", MODEL_DIR=None, MIN_SCORE=0.0)
     chrome.delete_all_cookies()
     return Browser(chrome, live_server.url)

@@ -10,7 +10,9 @@ from django.urls import reverse
 
 from hashtags.models import AcceptedTag, HashtagOptOut, ImageAnalysis, Suggestion, SuggestionState
 from project.posts.models import Post
+from hashtags import services
 from tests.hashtags import support
+from tests.hashtags.fixtures import CAPTION
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -162,3 +164,31 @@ def test_others_cannot_correct_the_caption(client, model, make_post, other_user)
     post = make_post()
     client.force_login(other_user)
     assert client.post(reverse("posts:caption", args=[post.pk]), {"caption": "a cat"}).status_code == 403
+
+
+def test_demo_page_hedges_an_uncertain_caption_and_shows_sources(explained, client, user, hashtags_config):
+    post, analysis = explained(0.3)
+    client.force_login(user)
+    page = client.get(reverse("posts:detail", args=[post.pk])).content.decode()
+    assert 'id="caption-uncertain"' in page and "We are not sure about this caption" in page
+    assert "Possibly:</span> “a dog runs on the grass”" in page
+    assert f'alt="Photo by {user.username}. Possibly: {CAPTION}"' in page
+    assert "from caption, tag head" in page and "from image classifier" in page
+
+    hashtags_config(MIN_CAPTION_CONFIDENCE=0.2)
+    page = client.get(reverse("posts:detail", args=[post.pk])).content.decode()
+    assert "caption-uncertain" not in page and "Possibly:" not in page
+    assert f'alt="Photo by {user.username}: {CAPTION}"' in page
+
+
+def test_demo_page_states_a_persons_corrected_caption_as_fact(explained, client, user):
+    post, analysis = explained(0.1)
+    services.correct_caption(analysis, "a puppy on a lawn", user)
+    # Anonymous visitors see no caption at all (issue 17: the API hides it from them too) ...
+    page = client.get(reverse("posts:detail", args=[post.pk])).content.decode()
+    assert "a puppy on a lawn" not in page and f'alt="Photo by {user.username}"' in page
+    # ... the owner sees the correction stated as fact.
+    client.force_login(user)
+    page = client.get(reverse("posts:detail", args=[post.pk])).content.decode()
+    assert "caption-uncertain" not in page and "Possibly:" not in page
+    assert f'alt="Photo by {user.username}: a puppy on a lawn"' in page

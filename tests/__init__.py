@@ -1,0 +1,1 @@
+"""The test suite (django-taggit's layout: outside the package, with its own settings and test app)."""
