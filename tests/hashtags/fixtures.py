@@ -5,7 +5,6 @@ the demo's ``Post`` under project.test_settings)."""
 from __future__ import annotations
 
 import pytest
-from django.apps import apps
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
@@ -15,7 +14,7 @@ from mlcore.captioner import CaptionResult
 from mlcore.extractor import ScoredTag
 
 from hashtags.analysis import _store, run_analysis
-from hashtags.conf import hashtags_settings
+from hashtags import watched
 from hashtags.models import Hashtag, ImageAnalysis, Suggestion
 from tests.hashtags import support
 
@@ -29,8 +28,7 @@ MODERATOR_PERMISSIONS = VIEW_PERMISSIONS + ["change_suggestion", "change_hashtag
 
 def watched_model():
     """The first watched model of the settings: the host's image post."""
-    app_label, model_name, _field = hashtags_settings.watched()[0]
-    return apps.get_model(app_label, model_name)
+    return next(iter(watched.watched_models()))
 
 
 def grant(user, *codenames: str):
