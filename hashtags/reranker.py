@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.utils import timezone
-from mlcore.extractor import EVERY_TAG, extract_hashtags
+from mlcore.extractor import caption_words as extract_caption_words
 
 from .conf import hashtags_settings
 from .explain import FEEDBACK
@@ -112,11 +112,9 @@ class Example:
 
 
 def caption_words(captions: Sequence[str]) -> tuple[str, ...]:
-    """Content words of the beam captions, in the captioner's own tag vocabulary."""
-    if isinstance(captions, str):
-        captions = [captions]
-    found = extract_hashtags(list(captions), config=EVERY_TAG) if captions else []
-    return tuple(sorted(h.name for h in found))
+    """Content words of stored beam captions, as the captioner extracts them with the app's settings
+    (a new analysis' :attr:`~mlcore.captioner.CaptionResult.caption_words` are the same words)."""
+    return extract_caption_words(captions, extractor_config())
 
 
 def features(tag: str, words: Iterable[str], history: Iterable[str], origin: str = "candidate") -> dict[str, int]:
@@ -179,10 +177,12 @@ class Reranker:
         *,
         propose: bool = True,
         blocklist: Iterable[str] = (),
+        words: Sequence[str] | None = None,
     ) -> list[RankedTag]:
         """``candidates`` (mlcore Hashtags, ``(tag, score)`` pairs or tag strings) re-ordered by
-        P(keep), ties in the captioner's order; plus proposals of tags people keep adding."""
-        words = caption_words(captions)
+        P(keep), ties in the captioner's order; plus proposals of tags people keep adding.
+        ``words``: the captions' words when the captioner already extracted them."""
+        words = caption_words(captions) if words is None else tuple(words)
         names = [_name(c) for c in candidates]
         probs = self.probabilities([features(n, words, history) for n in names])
         ranked = [(p, -i, _ranked(c, round(p, 6))) for i, (c, p) in enumerate(zip(candidates, probs))]
@@ -524,7 +524,8 @@ def reset_cache() -> None:
         _cache.update(key=None, reranker=None, legacy_warned=None)
 
 
-def rerank(candidates: Sequence[Any], captions: Sequence[str], user=None, *, propose: bool = True) -> list[RankedTag]:
+def rerank(candidates: Sequence[Any], captions: Sequence[str], user=None, *, propose: bool = True,
+           words: Sequence[str] | None = None) -> list[RankedTag]:
     """Re-order ``candidates`` for ``user`` (a user or user id) with the trained re-ranker; with
     none trained, the candidates come back in their order with their scores."""
     reranker = get_reranker()
@@ -532,7 +533,7 @@ def rerank(candidates: Sequence[Any], captions: Sequence[str], user=None, *, pro
         return [_ranked(c, _score(c) or 0.0) for c in candidates]
     user_id = getattr(user, "pk", user)
     return reranker.rerank(candidates, captions, user_history(user_id), propose=propose,
-                           blocklist=extractor_config().blocklist)
+                           blocklist=extractor_config().blocklist, words=words)
 
 
 def apply_to_suggestion(result, user_id):
@@ -542,7 +543,8 @@ def apply_to_suggestion(result, user_id):
         return result
     started = time.perf_counter()
     try:
-        ranked = rerank(result.hashtags, result.captions or [result.caption], user_id)
+        ranked = rerank(result.hashtags, result.captions or [result.caption], user_id,
+                        words=getattr(result, "caption_words", None) or None)
     except Exception:
         logger.exception("hashtags: re-ranking failed; keeping the captioner's order")
         return result

@@ -31,7 +31,9 @@ class CaptionResult:
 
     ``caption_confidence`` in [0, 1]: how far the caption agrees with what the classifier and
     tag heads see (:func:`mlcore.fusion.caption_confidence`); below
-    :data:`mlcore.fusion.LOW_CAPTION_CONFIDENCE` the caption should not be shown as fact."""
+    :data:`mlcore.fusion.LOW_CAPTION_CONFIDENCE` the caption should not be shown as fact.
+    ``caption_words``: every tag word of the beam's captions (:func:`mlcore.extractor.caption_words`),
+    kept so that the re-ranker need not extract them again."""
 
     caption: str
     captions: list[str]
@@ -40,6 +42,7 @@ class CaptionResult:
     model_version: str
     timings: dict[str, float] = field(default_factory=dict)
     caption_confidence: float = 1.0
+    caption_words: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         return {"caption": self.caption, "captions": self.captions,
@@ -267,7 +270,7 @@ class Captioner:
             timings["extract_s"] += time.perf_counter() - started
             results.append(CaptionResult(caption_set.caption, caption_set.captions,
                                       caption_set.log_probs, hashtags, self.model_version, timings,
-                                      caption_confidence=confidence))
+                                      caption_confidence=confidence, caption_words=evidence.caption_words))
         return results
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "canonical_word",
     "caption_tag_shares",
     "caption_tags",
+    "caption_words",
     "usable_tag",
     "normalize_tag",
     "singularize",
@@ -455,6 +456,15 @@ def usable_tag(tag: str, config: ExtractorConfig) -> str | None:
 def caption_tags(caption: str, config: ExtractorConfig | None = None) -> list[str]:
     """Canonical tags of one caption, in order of first appearance (no ``#``)."""
     return _caption_tags(caption, config or ExtractorConfig(), _stopwords())
+
+
+def caption_words(captions: Sequence[str] | str, config: ExtractorConfig | None = None) -> tuple[str, ...]:
+    """Every tag any of the beam's captions uses, sorted, unscored and uncapped (the keys of
+    :func:`caption_tag_shares`): what the re-ranker reads of an image's captions."""
+    if isinstance(captions, str):
+        captions = [captions]
+    config, stopwords = config or ExtractorConfig(), _stopwords()
+    return tuple(sorted({tag for caption in captions for tag in _caption_tags(caption, config, stopwords)}))
 
 
 def caption_tag_shares(captions: Sequence[str], log_probs: Sequence[float] | None,

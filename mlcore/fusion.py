@@ -208,6 +208,7 @@ class ImageEvidence:
     context: ImageContext
     order: dict[str, tuple[int, int]]
     best_caption_tags: tuple[str, ...]
+    caption_words: tuple[str, ...] = ()  # mlcore.extractor.caption_words, from the same pass
 
 
 def gather_evidence(caption_set: CaptionSet, head: Mapping[str, float] | None,
@@ -247,7 +248,8 @@ def gather_evidence(caption_set: CaptionSet, head: Mapping[str, float] | None,
             for tag in order}
     context = ImageContext(head_top=max(head_probabilities.values(), default=0.0), class_top=class_top,
                            has_classifier=class_probabilities is not None)
-    return ImageEvidence(tags, context, order, tuple(caption_tags(caption_set.caption, config)))
+    return ImageEvidence(tags, context, order, tuple(caption_tags(caption_set.caption, config)),
+                         caption_words=tuple(sorted(shares)))
 
 
 def rank(evidence: ImageEvidence, fusion: FusionConfig) -> list[tuple[str, float, tuple[str, ...]]]:

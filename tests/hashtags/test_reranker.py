@@ -3,6 +3,7 @@ real decisions in the database and moves the tags they keep up on decisions it n
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -155,7 +156,8 @@ def test_learns_preferences_and_moves_kept_tags_up_on_held_out_decisions(reviewe
     assert not any(r.tag == "#puppy" for r in dog)
 
 
-def test_analysis_hook_reorders_a_captioner_result(reviewed, hashtags_config, tmp_path, user, make_post):
+def test_analysis_hook_reorders_a_captioner_result(reviewed, hashtags_config, tmp_path, user, make_post,
+                                                   monkeypatch):
     from mlcore.captioner import CaptionResult as Result
     from mlcore.extractor import ScoredTag
 
@@ -189,6 +191,18 @@ def test_analysis_hook_reorders_a_captioner_result(reviewed, hashtags_config, tm
     _store(analysis.pk, out, out.timings)
     stored = {s.hashtag.tag: s.sources for s in analysis.suggestions.all()}
     assert stored == {**{tag: list(found) for tag, found in sources.items()}, "#puppy": ["feedback"]}
+    # A new analysis carries its captions' words: the re-ranker reads them instead of extracting
+    # them again, and ranks the same.
+    words = reranker.caption_words(captions)
+    assert "dog" in words
+
+    def extract_again(*args, **kwargs):
+        raise AssertionError("the captions were extracted a second time")
+
+    monkeypatch.setattr(reranker, "extract_caption_words", extract_again)
+    again = reranker.apply_to_suggestion(dataclasses.replace(result, caption_words=words), user.pk)
+    assert [h.tag for h in again.hashtags] == tags
+    monkeypatch.undo()
     # A broken model file switches it off instead of failing analyses.
     (tmp_path / "reranker.json").write_bytes(b"not a model")
     assert reranker.get_reranker() is None

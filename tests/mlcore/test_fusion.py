@@ -18,7 +18,7 @@ from skimage import data as skimage_data
 from mlcore.artifact import ArtifactError, DEFAULT_MODEL_DIR, read_info, set_version
 from mlcore.classes import CLASS_COUNT, class_tag_map, imagenet_classes, verb_forms
 from mlcore.decoding import CaptionSet
-from mlcore.extractor import DEFAULT_BLOCKLIST, SOURCES, ExtractorConfig, normalize_tag
+from mlcore.extractor import DEFAULT_BLOCKLIST, SOURCES, ExtractorConfig, caption_words, normalize_tag
 from mlcore.fusion import (FEATURES, LOW_CAPTION_CONFIDENCE, FusionConfig, caption_confidence,
                            fuse_hashtags, gather_evidence, load_fusion_config, save_fusion_config)
 
@@ -225,6 +225,8 @@ def test_captioner_names_coffee_and_cat_it_was_never_trained_on(tiny_captioner) 
     assert cat.hashtags[0].tag == "#cat" and "classifier" in cat.hashtags[0].sources
     assert cat.caption_confidence < LOW_CAPTION_CONFIDENCE  # a dog/beach/bike caption on a cat
     assert cat.as_dict()["hashtags"][0]["sources"] == list(cat.hashtags[0].sources)
+    # The captions' words come from the same extraction (the re-ranker reads them, not a second one).
+    assert cat.caption_words and cat.caption_words == caption_words(cat.captions)
 
 
 def test_class_probabilities_come_from_the_captioners_own_forward_pass(tiny_captioner) -> None:
