@@ -9,6 +9,7 @@ from rest_framework import serializers
 from mlcore.extractor import MAX_TAG_LENGTH, TAG_PATTERN
 
 from ..explain import SOURCE_CHOICES
+from ..services import CAPTION_MAX_LENGTH
 from ..models import AcceptedTag, ImageAnalysis, Suggestion
 from ..versions import stats_of
 
@@ -247,3 +248,15 @@ class ModelVersionSerializer(serializers.Serializer):
 
     def get_stats(self, obj) -> dict:
         return ModelVersionStatsSerializer(stats_of(obj)).data
+
+
+class CaptionInputSerializer(serializers.Serializer):
+    caption = serializers.CharField(
+        max_length=CAPTION_MAX_LENGTH, trim_whitespace=False,
+        validators=[RegexValidator("[A-Za-z]", "the caption needs at least one word", code="invalid_caption")],
+        help_text="The right caption for the image, one sentence (at least one word).",
+    )
+    field = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False,
+        help_text="Image field, when the model watches several (default: the first).",
+    )

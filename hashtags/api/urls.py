@@ -22,7 +22,7 @@
 
 from django.urls import path, re_path
 
-from . import captions, views
+from . import views
 
 app_name = "hashtags-api"
 
@@ -32,12 +32,13 @@ urlpatterns = [
     path("tag-image/", views.TagImageView.as_view(), name="tag-image"),
     path("tag-images/", views.TagImagesView.as_view(), name="tag-images"),
     path("posts/", views.PostsByTagView.as_view(), name="posts-by-tag"),
-    path(OBJECT, views.PostDetailView.as_view(), name="post-detail"),
-    path(OBJECT + "suggestions/", views.PostSuggestionsView.as_view(), name="post-suggestions"),
-    path(OBJECT + "tags/", views.PostTagsView.as_view(), name="post-tags"),
-    path(OBJECT + "tags/<str:tag>/", views.PostTagDetailView.as_view(), name="post-tag-detail"),
-    path(OBJECT + "analyze/", views.PostAnalyzeView.as_view(), name="post-analyze"),
-    path(OBJECT + "caption/", captions.PostCaptionView.as_view(), name="post-caption"),
+    path(OBJECT, views.PostViewSet.as_view({"get": "retrieve"}), name="post-detail"),
+    path(OBJECT + "suggestions/", views.PostViewSet.as_view({"get": "suggestions"}), name="post-suggestions"),
+    path(OBJECT + "tags/", views.PostViewSet.as_view({"get": "tags", "post": "add_tag"}), name="post-tags"),
+    path(OBJECT + "tags/<str:tag>/", views.PostViewSet.as_view({"delete": "remove_tag"}), name="post-tag-detail"),
+    path(OBJECT + "analyze/", views.PostViewSet.as_view({"post": "analyze"}), name="post-analyze"),
+    path(OBJECT + "caption/", views.PostViewSet.as_view({"post": "caption", "delete": "withdraw_caption"}),
+         name="post-caption"),
     path("suggestions/<int:pk>/", views.SuggestionViewSet.as_view({"get": "retrieve"}), name="suggestion-detail"),
     *[path(f"suggestions/<int:pk>/{decision}/", views.SuggestionViewSet.as_view({"post": decision}),
            name=f"suggestion-{decision}") for decision in ("accept", "reject", "reset", "edit")],

@@ -38,6 +38,7 @@ from .throttling import API_THROTTLES, TagImagesThrottle, TagImageThrottle
 from .serializers import (
     AcceptedTagSerializer,
     AnalysisSerializer,
+    CaptionInputSerializer,
     ErrorSerializer,
     HashtagSerializer,
     ModelVersionSerializer,
@@ -265,80 +266,77 @@ def tag_image_payload(result) -> dict:
     }
 
 
-# One post: analyses, suggestions, tags ---------------------------------------------------------
+# One post: analyses, suggestions, tags, caption -------------------------------------------------
 
-class PostObjectMixin:
-    """Resolves ``<content_type>/<pk>`` to a watched object the user may review."""
+class PostViewSet(ApiDefaults, viewsets.GenericViewSet):
+    """One watched object, ``posts/<app_label.model>/<pk>/``: what the model found and the owner's
+    or a moderator's decisions on it (``@action`` routes); the object permission is the post's."""
 
     permission_classes = [IsAuthenticated, CanReviewObject]
+    serializer_class = PostDetailSerializer
+    pagination_class = None
 
-    def get_post(self):
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no URL kwargs
+            return next(iter(watched_models()))._default_manager.none()
         model = get_watched_model(self.kwargs["content_type"])
         if model is None:
             raise NotFound(f"{self.kwargs['content_type']!r} is not a watched model")
+        return model._default_manager.all()
+
+    def get_object(self):
         try:
-            obj = get_object_or_404(model._default_manager.all(), pk=self.kwargs["pk"])
+            obj = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
         except (ValueError, DjangoValidationError):
             raise NotFound("no such post")
         self.check_object_permissions(self.request, obj)
         return obj
 
-
-class PostDetailView(PostObjectMixin, ApiDefaults, APIView):
-    """A post's analysis status (with the error of a failed one), suggestions and accepted tags."""
+    @staticmethod
+    def accepted_tags(obj):
+        return AcceptedTag.objects.for_object(obj).select_related("hashtag").order_by("hashtag__name")
 
     @extend_schema(responses={200: PostDetailSerializer})
-    def get(self, request, content_type, pk):
-        obj = self.get_post()
+    def retrieve(self, request, content_type=None, pk=None):
+        """A post's analysis status (with the error of a failed one), suggestions and accepted tags."""
+        obj = self.get_object()
         analyses = current_analyses(obj)
-        tags = AcceptedTag.objects.for_object(obj).select_related("hashtag").order_by("hashtag__name")
-        return Response(
-            {
-                "post": post_ref(obj, request, [t.hashtag.tag for t in tags]),
-                "analyses": AnalysisSerializer(analyses, many=True).data,
-                "suggestions": SuggestionSerializer(suggestions_of(analyses), many=True).data,
-                "tags": AcceptedTagSerializer(tags, many=True).data,
-            }
-        )
-
-
-class PostSuggestionsView(PostObjectMixin, ApiDefaults, APIView):
-    """The suggestions of a post's current image(s)."""
+        tags = self.accepted_tags(obj)
+        return Response(PostDetailSerializer({
+            "post": post_ref(obj, request, [t.hashtag.tag for t in tags]),
+            "analyses": analyses,
+            "suggestions": suggestions_of(analyses),
+            "tags": tags,
+        }).data)
 
     @extend_schema(responses={200: SuggestionSerializer(many=True)})
-    def get(self, request, content_type, pk):
-        obj = self.get_post()
-        return Response(SuggestionSerializer(suggestions_of(current_analyses(obj)), many=True).data)
-
-
-class PostTagsView(PostObjectMixin, ApiDefaults, APIView):
-    """List a post's accepted tags, or add one of your own."""
+    @action(detail=True, methods=["get"])
+    def suggestions(self, request, content_type=None, pk=None):
+        """The suggestions of a post's current image(s)."""
+        return Response(SuggestionSerializer(suggestions_of(current_analyses(self.get_object())), many=True).data)
 
     @extend_schema(responses={200: AcceptedTagSerializer(many=True)})
-    def get(self, request, content_type, pk):
-        obj = self.get_post()
-        tags = AcceptedTag.objects.for_object(obj).select_related("hashtag").order_by("hashtag__name")
-        return Response(AcceptedTagSerializer(tags, many=True).data)
+    @action(detail=True, methods=["get"])
+    def tags(self, request, content_type=None, pk=None):
+        """A post's accepted tags."""
+        return Response(AcceptedTagSerializer(self.accepted_tags(self.get_object()), many=True).data)
 
-    @extend_schema(
-        request=TagInputSerializer,
-        responses={201: AcceptedTagSerializer, 400: ErrorSerializer},
-    )
-    def post(self, request, content_type, pk):
-        obj = self.get_post()
+    @extend_schema(request=TagInputSerializer, responses={201: AcceptedTagSerializer, 400: ErrorSerializer})
+    @tags.mapping.post
+    def add_tag(self, request, content_type=None, pk=None):
+        """Add a tag of your own (``{"tag": "#puppy"}``) to the post's current image."""
+        obj = self.get_object()
         try:
             accepted, _ = services.add_tag(obj, _tag_text(request), request.user)
         except InvalidTag as exc:
             raise _invalid_tag(exc)
         return Response(AcceptedTagSerializer(accepted).data, status=status.HTTP_201_CREATED)
 
-
-class PostTagDetailView(PostObjectMixin, ApiDefaults, APIView):
-    """Remove an accepted tag from a post (its suggestions become rejected)."""
-
     @extend_schema(responses={204: None, 404: ErrorSerializer})
-    def delete(self, request, content_type, pk, tag):
-        obj = self.get_post()
+    @action(detail=True, methods=["delete"], url_path="tags/(?P<tag>[^/]+)")
+    def remove_tag(self, request, content_type=None, pk=None, tag=None):
+        """Remove an accepted tag from a post (its suggestions become rejected)."""
+        obj = self.get_object()
         try:
             hashtag = Hashtag.objects.get_normalized(tag)
         except (InvalidTag, Hashtag.DoesNotExist):
@@ -347,14 +345,12 @@ class PostTagDetailView(PostObjectMixin, ApiDefaults, APIView):
             raise NotFound(f"the post has no tag {hashtag.tag}")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-
-class PostAnalyzeView(PostObjectMixin, ApiDefaults, APIView):
-    """Queue a fresh analysis of the post's image(s), even if one exists; never for an owner who
-    opted out (409)."""
-
     @extend_schema(request=None, responses={202: None, 409: ErrorSerializer})
-    def post(self, request, content_type, pk):
-        obj = self.get_post()
+    @action(detail=True, methods=["post"])
+    def analyze(self, request, content_type=None, pk=None):
+        """Queue a fresh analysis of the post's image(s), even if one exists; never for an owner who
+        opted out (409)."""
+        obj = self.get_object()
         if HashtagOptOut.covers(obj):
             raise Conflict("the owner of this post opted out of automatic hashtags: nothing queued", code="opted_out")
         meta = obj._meta
@@ -362,6 +358,40 @@ class PostAnalyzeView(PostObjectMixin, ApiDefaults, APIView):
             if getattr(obj, field):
                 enqueue_analysis(meta.app_label, meta.model_name, obj.pk, field, force=True)
         return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)
+
+    @staticmethod
+    def captioned_analysis(obj, field: str | None):
+        """The finished current analysis whose caption a person corrects (of ``field``, or the first)."""
+        analyses = [a for a in current_analyses(obj) if a.status == "done"]
+        if field:
+            analyses = [a for a in analyses if a.field_name == field]
+        return analyses[0] if analyses else None
+
+    @extend_schema(request=CaptionInputSerializer,
+                   responses={200: AnalysisSerializer, 400: ErrorSerializer, 409: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def caption(self, request, content_type=None, pk=None):
+        """Correct the caption of the post's current image (gold captioning data)."""
+        obj = self.get_object()
+        serializer = CaptionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        analysis = self.captioned_analysis(obj, serializer.validated_data.get("field"))
+        if analysis is None:
+            raise Conflict("this post has no finished analysis with a caption to correct yet", code="not_analysed")
+        try:
+            analysis = services.correct_caption(analysis, serializer.validated_data["caption"], request.user)
+        except services.InvalidCaption as exc:
+            raise bad_request(str(exc), code="invalid_caption")
+        return Response(AnalysisSerializer(analysis).data)
+
+    @extend_schema(request=None, responses={200: AnalysisSerializer, 409: ErrorSerializer})
+    @caption.mapping.delete
+    def withdraw_caption(self, request, content_type=None, pk=None):
+        """Withdraw the correction of the caption (``?field=`` as for the correction)."""
+        analysis = self.captioned_analysis(self.get_object(), request.query_params.get("field"))
+        if analysis is None:
+            raise Conflict("this post has no finished analysis", code="not_analysed")
+        return Response(AnalysisSerializer(services.correct_caption(analysis, None, request.user)).data)
 
 
 # Suggestions --------------------------------------------------------------------------------------
