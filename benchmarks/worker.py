@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -104,6 +105,11 @@ def main() -> None:
         parser.error(f"unknown pool(s) {unknown}; choose from {sorted(POOL_OPTIONS)}")
 
     media = tempfile.mkdtemp(prefix="bench-worker-media-")
+    # Measured as deployed: DEBUG off (with DEBUG on, Django keeps every SQL query of the worker in
+    # memory, a cost per query that no production worker pays); a throwaway key for this run.
+    os.environ["DJANGO_DEBUG"] = "0"
+    if not os.environ.get("DJANGO_SECRET_KEY"):
+        os.environ["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(50)
     os.environ.update({"MEDIA_ROOT": media, "HASHTAGS_EXECUTOR": "celery", "HASHTAGS_QUEUE": "gpu",
                        "HASHTAGS_MODEL_DIR": args.model or "", "HASHTAGS_BATCH_MAX": str(args.batch_max)})
     import django  # lazy: settings come from the environment set just above
@@ -121,10 +127,18 @@ def main() -> None:
         measured = measure_worker(pool, POOL_OPTIONS[pool](args.batch_max), args.n, args.singles,
                                   Path(media), first_payload=1000 + number * 10_000)
         measured["ratio"] = round(measured["worker_images_per_s"] / model_ips, 3)
+        # The model alone at the batch size the worker ran: what batching lost vs what the rest of
+        # the worker (database, Celery, JPEG decoding, the uploads) took from the model's cores.
+        size = max(1, round(measured["mean_batch"]))
+        at_batch = images_per_second(lambda: captioner.suggest([BytesIO(b) for b in blobs[:size]]), size, repeats=2)
+        measured["suggest_at_mean_batch_images_per_s"] = round(at_batch, 2)
+        measured["ratio_at_mean_batch"] = round(measured["worker_images_per_s"] / at_batch, 3)
         results[pool] = measured
         print(f"{pool}: worker {measured['worker_images_per_s']:.1f} images/s over {args.n} uploads; "
               f"suggest() at batch 32: {model_ips:.1f} images/s; ratio {measured['ratio']:.2f}; "
               f"lost {measured['lost']}, duplicated {measured['duplicated']}; mean batch {measured['mean_batch']}")
+        print(f"{pool}: suggest() alone at the worker's mean batch: {at_batch:.1f} images/s; "
+              f"worker / that: {measured['ratio_at_mean_batch']:.2f}")
         print(f"{pool}: single upload on an idle warm worker: p50 {measured['single_upload_p50_ms']:.0f} ms, "
               f"p95 {measured['single_upload_p95_ms']:.0f} ms ({args.singles} uploads)")
     if "solo" in results and "threads" in results:
