@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
                           help="decoder matrix products (auto = bfloat16 where native)")
     evaluate.add_argument("--human", action="store_true",
-                          help="also report the human level of the hashtag measure")
+                          help="also report the human level of the hashtag and caption measures")
     evaluate.add_argument("--tag-views", default=None, metavar="VIEWS",
                           help="comma-separated image views the tag head averages "
                                "(default: the model's own)")
@@ -192,7 +192,8 @@ def run_train(args) -> int:
 def run_evaluate(args) -> int:
     from mlcore.decoding import StepDecoder  # lazy: TensorFlow start-up
     from mlcore.fusion import load_fusion_config  # lazy: TensorFlow start-up (mlcore.decoding)
-    from training.evaluate import evaluate_caption_sets, human_tag_scores  # lazy: TensorFlow
+    from training.evaluate import (evaluate_caption_sets, human_caption_scores,  # lazy: TensorFlow
+                                   human_tag_scores)
     from training.train import class_probabilities, heads_inputs  # lazy: TensorFlow start-up
 
     model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
@@ -258,6 +259,8 @@ def run_evaluate(args) -> int:
         precision, recall = human_tag_scores([examples[i].captions for i in keep])
         result["human_tag_precision_at_5"] = round(precision, 4)
         result["human_tag_recall_at_5"] = round(recall, 4)
+        result.update({key: round(value, 4) for key, value in
+                       human_caption_scores([examples[i].captions for i in keep]).items()})
     print(json.dumps(result))
     return 0
 

@@ -103,10 +103,11 @@ def test_evaluate_cli_prints_one_json_object(tiny_dataset, tmp_path, capsys):
                  "--beam", "2", "--cache-dir", str(tmp_path / "cache"), "--human"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["images"] == 3 and result["beam"] == 2
-    assert 0.0 <= result["bleu4"] <= result["bleu1"] <= 1.0
+    assert 0.0 <= result["bleu4"] <= result["bleu1"] <= 1.0 and result["cider"] >= 0.0
     assert result["model_version"] == read_info(out).version
     # the human captions of these images agree perfectly on their main words
     assert result["human_tag_recall_at_5"] > 0.5
+    assert result["human_cider"] > 0.0 and 0.0 < result["human_bleu1"] <= 1.0
     assert main(["evaluate", "--data", str(tiny_dataset), "--split", "test", "--model",
                  str(out), "--cache-dir", str(tmp_path / "cache")]) == 1
     assert "test split" in capsys.readouterr().err
