@@ -7,6 +7,9 @@ and ``threads`` (``--pool=threads --concurrency=BATCH_MAX``: cross-task batching
 Each upload is a ``project.posts`` Post saved with a JPEG (the save signal enqueues the analysis,
 as in production). Throughput counts from the first save to the last analysis stored; the burst
 also checks that every upload got exactly one finished analysis (none lost, none duplicated).
+Then the same number of uploads is queued while the worker is told not to consume (Celery's
+``cancel_consumer``) and drained (``add_consumer``): the worker's rate without the uploads
+competing for the same cores, as when the web servers are other machines.
 
 Needs a database and Redis of its own: it creates and deletes its own posts, user and analyses and
 purges the queue it uses.
@@ -25,6 +28,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -127,6 +131,7 @@ def main() -> None:
         measured = measure_worker(pool, POOL_OPTIONS[pool](args.batch_max), args.n, args.singles,
                                   Path(media), first_payload=1000 + number * 10_000)
         measured["ratio"] = round(measured["worker_images_per_s"] / model_ips, 3)
+        measured["backlog_ratio"] = round(measured["backlog_images_per_s"] / model_ips, 3)
         # The model alone at the batch size the worker ran: what batching lost vs what the rest of
         # the worker (database, Celery, JPEG decoding, the uploads) took from the model's cores.
         size = max(1, round(measured["mean_batch"]))
@@ -139,6 +144,8 @@ def main() -> None:
               f"lost {measured['lost']}, duplicated {measured['duplicated']}; mean batch {measured['mean_batch']}")
         print(f"{pool}: suggest() alone at the worker's mean batch: {at_batch:.1f} images/s; "
               f"worker / that: {measured['ratio_at_mean_batch']:.2f}")
+        print(f"{pool}: a backlog of {args.n} queued uploads drained at {measured['backlog_images_per_s']:.1f} "
+              f"images/s; ratio {measured['backlog_ratio']:.2f}")
         print(f"{pool}: single upload on an idle warm worker: p50 {measured['single_upload_p50_ms']:.0f} ms, "
               f"p95 {measured['single_upload_p95_ms']:.0f} ms ({args.singles} uploads)")
     if "solo" in results and "threads" in results:
@@ -160,7 +167,7 @@ def measure_worker(pool: str, options: list[str], n: int, singles: int, media: P
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("gpu")
     user, _ = get_user_model().objects.get_or_create(username="bench-worker")
-    payloads = [jpeg(first_payload + i) for i in range(n + singles + 1)]
+    payloads = [jpeg(first_payload + i) for i in range(2 * n + singles + 1)]
     worker = start_worker({**os.environ, "PYTHONPATH": str(ROOT)}, media / f"worker-{pool}.log", options)
     posts: list = []
 
@@ -191,6 +198,15 @@ def measure_worker(pool: str, options: list[str], n: int, singles: int, media: P
             saved = time.monotonic()
             post = upload(i)
             latencies.append(wait_done([post], timeout=120) - saved)
+        # The same number of uploads queued while the worker does not consume, then drained: the
+        # worker's own rate, without the uploads (the web side) on the same cores.
+        name = [f"bench-{os.getpid()}@{socket.gethostname()}"]
+        app.control.cancel_consumer("gpu", destination=name, reply=True, timeout=10)
+        backlog = [upload(n + singles + 1 + i) for i in range(n)]
+        app.control.add_consumer("gpu", destination=name, reply=True, timeout=10)
+        resumed = time.monotonic()
+        backlog_ips = n / (wait_done(backlog, timeout=3600) - resumed)
+        backlog_stored = ImageAnalysis.objects.filter(object_id__in=[str(p.pk) for p in backlog]).count()
     finally:
         stop_worker(worker)
         ImageAnalysis.objects.filter(object_id__in=[str(p.pk) for p in posts]).delete()
@@ -200,6 +216,7 @@ def measure_worker(pool: str, options: list[str], n: int, singles: int, media: P
     return {"worker_images_per_s": round(worker_ips, 2), "lost": n - stored, "duplicated": len(analyses) - stored,
             "mean_batch": round(float(np.mean(batches)), 1), "max_batch": max(batches),
             "mean_stage_ms": mean_stage_ms,
+            "backlog_images_per_s": round(backlog_ips, 2), "backlog_lost_or_duplicated": n - backlog_stored,
             "single_upload_p50_ms": round(p50, 1), "single_upload_p95_ms": round(p95, 1)}
 
 
