@@ -144,7 +144,7 @@ def _analyse(model, pk, field_name: str, force: bool, claim: str, slot: Slot) ->
             ImageAnalysis.objects.filter(pk=analysis.pk).update(image_name=fieldfile.name)
         return analysis, True  # already analysed
 
-    claimed = claim_analysis(analysis.pk, claim, image_name=fieldfile.name, force=force)
+    claimed = claim_analysis(analysis.pk, claim, image_name=fieldfile.name, force=force, seen_status=analysis.status)
     analysis.refresh_from_db()
     if not claimed:
         logger.info("hashtags: analysis %s is %s (claimed by %s); delivery %s stops",
@@ -173,9 +173,10 @@ def _analyse(model, pk, field_name: str, force: bool, claim: str, slot: Slot) ->
     result = apply_reranker(result, owner_id(obj))  # unchanged unless a re-ranker was trained
     timings = dict(result.timings)
     timings["read_s"] = round(read_seconds, 4)
-    _store(analysis.pk, result, timings, claim)
-    analysis.refresh_from_db()
-    return analysis, True
+    stored = _store(analysis.pk, result, timings, claim)
+    if stored is None:  # another delivery took the claim over meanwhile
+        analysis.refresh_from_db()
+    return stored or analysis, True
 
 
 def content_hash(data: bytes) -> str:
@@ -201,18 +202,22 @@ def _claimable(force: bool) -> Q:
     return claimable
 
 
-def claim_analysis(analysis_pk: int, claim: str, *, image_name: str, force: bool = False) -> bool:
+def claim_analysis(analysis_pk: int, claim: str, *, image_name: str, force: bool = False,
+                   seen_status: str | None = None) -> bool:
     """Atomically mark the analysis running for this delivery (one UPDATE ... WHERE); False when
     another delivery holds it or it is finished. The same delivery (a retry, or its message
     redelivered after its worker died) may take it back. A run abandoned :data:`MAX_ATTEMPTS`
-    times (its worker keeps dying on this image) is marked failed instead."""
+    times (its worker keeps dying on this image) is marked failed instead. ``seen_status``: the
+    status the caller just read; when it was not ``running`` no run can have been abandoned (a
+    run started since holds a live claim), so that check's UPDATE is skipped."""
     rows = ImageAnalysis.objects.filter(pk=analysis_pk)
-    abandoned = rows.filter(status=AnalysisStatus.RUNNING, attempts__gte=MAX_ATTEMPTS).filter(
-        Q(claimed_by=claim) | _claimable(False))
-    if abandoned.update(status=AnalysisStatus.FAILED, finished=Now(), error=(
-            f"gave up after {MAX_ATTEMPTS} attempts: the worker died or exceeded the time limit each time")[:2000]):
-        events.send_analysis_finished(analysis_pk)
-        return False
+    if seen_status in (None, AnalysisStatus.RUNNING):
+        abandoned = rows.filter(status=AnalysisStatus.RUNNING, attempts__gte=MAX_ATTEMPTS).filter(
+            Q(claimed_by=claim) | _claimable(False))
+        if abandoned.update(status=AnalysisStatus.FAILED, finished=Now(), error=(
+                f"gave up after {MAX_ATTEMPTS} attempts: the worker died or exceeded the time limit each time")[:2000]):
+            events.send_analysis_finished(analysis_pk)
+            return False
     claimable = _claimable(force) | Q(status=AnalysisStatus.RUNNING, claimed_by=claim)
     return bool(rows.filter(claimable).update(
         status=AnalysisStatus.RUNNING, started=Now(), finished=None, error="", image_name=image_name,
@@ -334,19 +339,24 @@ def _resolve_hashtags(texts: list[str]) -> dict[str, Hashtag]:
 
 
 @transaction.atomic
-def _store(analysis_pk: int, result, timings: dict, claim: str | None = None) -> None:
+def _store(analysis_pk: int, result, timings: dict, claim: str | None = None) -> ImageAnalysis | None:
     """Replace the pending suggestions with the new ones; keep decisions people already made (their
     score, rank and sources follow the new result). ``result`` is an mlcore CaptionResult whose
     hashtags are mlcore Hashtags or re-ranked :class:`~hashtags.reranker.RankedTag` s (or a
     :class:`StoredResult` being reused). Nothing is stored when another delivery took the claim
-    over (this one outlived its time limit); ``claim=None`` stores regardless."""
+    over (this one outlived its time limit); ``claim=None`` stores regardless. Returns the stored
+    analysis (None when nothing was stored)."""
     analysis = ImageAnalysis.objects.select_for_update().get(pk=analysis_pk)
     if claim is not None and analysis.claimed_by != claim:
         logger.warning("hashtags: analysis %s was claimed by %s meanwhile; not storing %s's result",
                        analysis.pk, analysis.claimed_by, claim)
-        return
-    analysis.suggestions.filter(state=SuggestionState.PENDING).delete()
-    decided = {s.hashtag_id: s for s in analysis.suggestions.all()}
+        return None
+    existing = list(analysis.suggestions.all())
+    # Pending suggestions are only written here, under this row's lock: none now, none to delete.
+    if any(s.state == SuggestionState.PENDING for s in existing):
+        analysis.suggestions.filter(state=SuggestionState.PENDING).delete()
+        existing = list(analysis.suggestions.all())
+    decided = {s.hashtag_id: s for s in existing}
     auto_accept = hashtags_settings.AUTO_ACCEPT_SCORE
     tags = _resolve_hashtags([hashtag.tag for hashtag in result.hashtags])
     to_create: list[Suggestion] = []
@@ -379,6 +389,7 @@ def _store(analysis_pk: int, result, timings: dict, claim: str | None = None) ->
     events.send_analysis_finished(analysis)
     for suggestion in to_accept:
         services.accept(suggestion, None, source=AcceptedTagSource.AUTO)
+    return analysis
 
 
 def mark_gave_up(app_label: str, model_name: str, pk, field_name: str, error: str) -> bool:

@@ -70,8 +70,7 @@ def _serving_dir(refresh: bool) -> str | None:
     if fresh and not refresh:
         return _cache["target"]
     try:
-        with transaction.atomic():  # a savepoint: a failed query must not break the caller's transaction
-            target = serving_target().path
+        target = _ask_registry()
     except ArtifactError:
         raise  # the configured artifact is unusable: the caller reports it
     except Exception as exc:  # no database here (yet): keep what we serve, else follow the settings
@@ -81,6 +80,16 @@ def _serving_dir(refresh: bool) -> str | None:
         target = configured
     _cache.update(target=target, checked=time.monotonic(), configured=configured)
     return target
+
+
+def _ask_registry() -> str | None:
+    """The serving version's directory; inside a caller's transaction in a savepoint, so that a
+    failed query (no table before ``migrate``) does not break that transaction. A worker's task
+    runs in autocommit, where a savepoint would cost a BEGIN and a COMMIT around every task's query."""
+    if transaction.get_connection().in_atomic_block:
+        with transaction.atomic():
+            return serving_target().path
+    return serving_target().path
 
 
 def serving_changed(sender=None, **kwargs) -> None:

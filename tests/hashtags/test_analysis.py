@@ -155,3 +155,19 @@ def test_settings_shape_the_suggestions(model, make_post, hashtags_config):
     again = analyse(post, force=True)
     names = [s.hashtag.name for s in again.suggestions.all()]
     assert found[0] not in names and len(names) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_analysis_costs_a_bounded_number_of_statements(model, make_post, django_assert_max_num_queries):
+    """What one upload costs the database once its tags exist, in a worker's autocommit mode: the
+    claim, the reuse and in-progress checks, one bulk insert, the finished event and the answered
+    request; no abandoned-run check on a row that was not running, no BEGIN/COMMIT around the
+    registry query, no delete of pending suggestions a fresh analysis cannot have, no second read
+    of the stored row (the README's Benchmarks section has the before/after)."""
+    posts = [make_post(data=support.jpeg_bytes(seed=40 + i)) for i in range(3)]  # analysed on commit
+    ImageAnalysis.objects.filter(object_id=str(posts[2].pk)).delete()
+    with django_assert_max_num_queries(24):
+        analysis = analyse(posts[2])
+    assert analysis.status == "done" and analysis.suggestions.exists()
+    assert analysis == ImageAnalysis.objects.for_object(posts[2]).get()
+    assert analysis.finished == ImageAnalysis.objects.get(pk=analysis.pk).finished
