@@ -154,6 +154,12 @@ def main() -> None:
                       "suggest_batch32_images_per_s": round(model_ips, 2), "pools": results}))
 
 
+def lost_and_duplicated(posts: list, analysed_ids: list[str]) -> tuple[int, int]:
+    """Uploads without an analysis, and analyses beyond one per upload."""
+    analysed = set(analysed_ids)
+    return len(posts) - len(analysed), len(analysed_ids) - len(analysed)
+
+
 def measure_worker(pool: str, options: list[str], n: int, singles: int, media: Path, first_payload: int) -> dict:
     """One fresh worker with ``options``: the burst's throughput (none lost or duplicated), the
     batch sizes it ran, then the single uploads' latency."""
@@ -186,7 +192,7 @@ def measure_worker(pool: str, options: list[str], n: int, singles: int, media: P
         worker_ips = n / (ended - started)
         analyses = list(ImageAnalysis.objects.filter(object_id__in=[str(p.pk) for p in burst]).values_list(
             "object_id", "timings"))
-        stored = len({object_id for object_id, _ in analyses})
+        lost, duplicated = lost_and_duplicated(burst, [object_id for object_id, _ in analyses])
         batches = [(timings or {}).get("batch", 1) for _, timings in analyses]
         stages = sorted({key for _, timings in analyses for key, value in (timings or {}).items()
                          if key.endswith("_s") and isinstance(value, (int, float))})
@@ -206,17 +212,19 @@ def measure_worker(pool: str, options: list[str], n: int, singles: int, media: P
         app.control.add_consumer("gpu", destination=name, reply=True, timeout=10)
         resumed = time.monotonic()
         backlog_ips = n / (wait_done(backlog, timeout=3600) - resumed)
-        backlog_stored = ImageAnalysis.objects.filter(object_id__in=[str(p.pk) for p in backlog]).count()
+        backlog_lost, backlog_duplicated = lost_and_duplicated(backlog, list(
+            ImageAnalysis.objects.filter(object_id__in=[str(p.pk) for p in backlog]).values_list("object_id", flat=True)))
     finally:
         stop_worker(worker)
         ImageAnalysis.objects.filter(object_id__in=[str(p.pk) for p in posts]).delete()
         for post in posts:
             post.delete()
     p50, p95 = (float(np.percentile(latencies, q)) * 1000 for q in (50, 95))
-    return {"worker_images_per_s": round(worker_ips, 2), "lost": n - stored, "duplicated": len(analyses) - stored,
+    return {"worker_images_per_s": round(worker_ips, 2), "lost": lost, "duplicated": duplicated,
             "mean_batch": round(float(np.mean(batches)), 1), "max_batch": max(batches),
             "mean_stage_ms": mean_stage_ms,
-            "backlog_images_per_s": round(backlog_ips, 2), "backlog_lost_or_duplicated": n - backlog_stored,
+            "backlog_images_per_s": round(backlog_ips, 2), "backlog_lost": backlog_lost,
+            "backlog_duplicated": backlog_duplicated,
             "single_upload_p50_ms": round(p50, 1), "single_upload_p95_ms": round(p95, 1)}
 
 

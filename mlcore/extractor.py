@@ -459,12 +459,15 @@ def caption_tags(caption: str, config: ExtractorConfig | None = None) -> list[st
 
 
 def caption_words(captions: Sequence[str] | str, config: ExtractorConfig | None = None) -> tuple[str, ...]:
-    """Every tag any of the beam's captions uses, sorted, unscored and uncapped (the keys of
-    :func:`caption_tag_shares`): what the re-ranker reads of an image's captions."""
+    """Every tag any of the beam's captions uses, sorted, unscored and uncapped: the keys of
+    :func:`caption_tag_shares` (which :func:`mlcore.fusion.gather_evidence` keeps for a new result),
+    what the re-ranker reads of an image's captions."""
     if isinstance(captions, str):
         captions = [captions]
-    config, stopwords = config or ExtractorConfig(), _stopwords()
-    return tuple(sorted({tag for caption in captions for tag in _caption_tags(caption, config, stopwords)}))
+    if not captions:
+        return ()
+    shares, _ = caption_tag_shares(list(captions), None, config or ExtractorConfig())
+    return tuple(sorted(shares))
 
 
 def caption_tag_shares(captions: Sequence[str], log_probs: Sequence[float] | None,
