@@ -6,7 +6,9 @@ write is atomic. ``docs/CONTRACTS.md`` points here.
 
 Format (every file; names relative to the artifact directory)::
 
-    model.json             the manifest: "format" (mlcore.captioner/1), "version", "created",
+    model.json             the manifest: "format" (mlcore.captioner/1, or /2 for a decoder
+                           with attention, whose "decoder" adds "attention_units" and
+                           "attention_layer"; both load), "version", "created",
                            "encoder" {name, input_size, feature_dim, preprocessing},
                            "decoder" (mlcore.decoder.DecoderConfig), "decoding" {beam_width,
                            length_penalty}, "training" (how it was made: data, settings,
@@ -59,6 +61,9 @@ from mlcore.tag_head import HEAD_FILE, HEAD_WEIGHTS_FILE, MEMBER_PREFIX, member_
 from mlcore.vocabulary import Vocabulary
 
 FORMAT = "mlcore.captioner/1"
+#: An attention decoder's artifact: a reader older than attention refuses it by name instead
+#: of building the wrong network.
+ATTENTION_FORMAT = "mlcore.captioner/2"
 MODEL_FILE = "model.json"
 VOCABULARY_FILE = "vocabulary.json"
 WEIGHTS_FILE = "decoder_weights.npz"
@@ -103,7 +108,7 @@ def save_artifact(out_dir: str | Path, *, decoder, vocabulary: Vocabulary, encod
         version = (version or
                    f"{encoder['name']}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}-{digest[:8]}")
         manifest = {
-            "format": FORMAT,
+            "format": ATTENTION_FORMAT if decoder.config.attends else FORMAT,
             "version": version,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "encoder": encoder,
@@ -274,9 +279,10 @@ def read_info(model_dir: str | Path) -> ArtifactInfo:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         raise ArtifactError(f"{manifest_path} is not valid JSON: {error}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") not in (FORMAT, ATTENTION_FORMAT):
         raise ArtifactError(f"{manifest_path} has format {manifest.get('format')!r} "
-                            f"(expected {FORMAT!r})" if isinstance(manifest, dict)
+                            f"(expected {FORMAT!r} or {ATTENTION_FORMAT!r})"
+                            if isinstance(manifest, dict)
                             else f"{manifest_path} is not a model manifest")
     missing = [key for key in ("version", "encoder", "decoder", "weights") if key not in manifest]
     if missing:
@@ -303,7 +309,7 @@ def load_artifact(model_dir: str | Path):
 
     try:
         config = DecoderConfig.from_json(info.decoder)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise ArtifactError(f"{model_dir / MODEL_FILE}: bad decoder settings: {error}") from None
     if config.vocabulary_size != len(vocabulary):
         raise ArtifactError(f"{model_dir}: the vocabulary has {len(vocabulary)} words but the "

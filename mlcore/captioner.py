@@ -33,7 +33,9 @@ class CaptionResult:
     tag heads see (:func:`mlcore.fusion.caption_confidence`); below
     :data:`mlcore.fusion.LOW_CAPTION_CONFIDENCE` the caption should not be shown as fact.
     ``caption_words``: every tag word of the beam's captions (:func:`mlcore.extractor.caption_words`),
-    kept so that the re-ranker need not extract them again."""
+    kept so that the re-ranker need not extract them again.
+    ``attention``: with an attention decoder, the best caption's attention, one row per word over
+    the encoder map's positions (``attention_grid`` rows x columns, row-major); None otherwise."""
 
     caption: str
     captions: list[str]
@@ -43,12 +45,26 @@ class CaptionResult:
     timings: dict[str, float] = field(default_factory=dict)
     caption_confidence: float = 1.0
     caption_words: tuple[str, ...] = ()
+    attention: np.ndarray | None = None
+    attention_grid: tuple[int, int] | None = None
 
     def as_dict(self) -> dict:
-        return {"caption": self.caption, "captions": self.captions,
+        data = {"caption": self.caption, "captions": self.captions,
                 "caption_confidence": self.caption_confidence,
                 "hashtags": [tag.as_dict() for tag in self.hashtags],
                 "model_version": self.model_version}
+        if self.attention_map is not None:
+            data["attention"] = self.attention_map
+        return data
+
+    @property
+    def attention_map(self) -> dict | None:
+        """The best caption's attention as stored and served: ``{"grid": [rows, columns],
+        "words": [[weight per position] per word]}`` (weights to 3 decimals), or None."""
+        if self.attention is None or self.attention_grid is None:
+            return None
+        return {"grid": [int(side) for side in self.attention_grid],
+                "words": [[round(float(weight), 3) for weight in row] for row in self.attention]}
 
 
 class Captioner:
@@ -143,8 +159,15 @@ class Captioner:
     def default_beam_width(self) -> int:
         return int(self.info.decoding.get("beam_width", 3))
 
+    @property
+    def attention_layer(self) -> str:
+        """The encoder layer whose map the decoder attends over; empty without attention."""
+        return self.step_decoder.decoder.config.attention_layer
+
     def caption_features(self, features: np.ndarray, beam_width: int | None = None,
                          ) -> list[CaptionSet]:
+        """Captions of encoded images: pooled features ``(N, feature_dim)``, or for an attention
+        decoder the maps ``(N, positions, feature_dim)``."""
         beam_width = beam_width or self.default_beam_width
         return self.step_decoder.decode(features, beam_width=beam_width)
 
@@ -167,6 +190,7 @@ class Captioner:
                 outcome.append(error)
         decoded_at = time.perf_counter()
         caption_sets: list[CaptionSet] = []
+        grid = None
         head_probabilities: list[dict[str, float] | None] = [None] * len(loaded)
         class_probabilities: list[np.ndarray | None] = [None] * len(loaded)
         encode_seconds = decode_seconds = 0.0
@@ -175,6 +199,9 @@ class Captioner:
             if classes is not None:
                 class_probabilities = list(classes)
             encoded_at = time.perf_counter()
+            if features.ndim == 4:  # an attention decoder's maps: positions in one axis
+                grid = features.shape[1:3]
+                features = features.reshape(len(features), -1, features.shape[-1])
             caption_sets = self.caption_features(features, beam_width)
             if self.tag_head is not None:
                 head_probabilities = average_probabilities(
@@ -185,13 +212,15 @@ class Captioner:
         timings = {"load_s": (decoded_at - started) / max(len(images), 1),
                    "encode_s": encode_seconds / per_image, "decode_s": decode_seconds / per_image}
         return [item if isinstance(item, ImageError)
-                else (caption_sets[item], head_probabilities[item], class_probabilities[item], timings)
+                else (caption_sets[item], head_probabilities[item], class_probabilities[item],
+                      timings, grid)
                 for item in outcome]
 
     def _encode(self, loaded: list[np.ndarray],
                 ) -> tuple[np.ndarray, list[list[np.ndarray]] | None, np.ndarray | None]:
-        """The captioner's pooled features, per tag head and view what the head reads, and the
-        ImageNet class probabilities (None without classifier).
+        """What the decoder reads (the pooled features, or an attention decoder's maps), per tag
+        head and view what the head reads, and the ImageNet class probabilities (None without
+        classifier).
 
         All views of the first head go through the captioner's encoder as one batch; the plain
         view's forward pass is the captioner's own (with a ``tap``, the head continues from an
@@ -199,15 +228,20 @@ class Captioner:
         average the ImageNet heads of every encoder that ran, each on the plain view's pooled
         features of its own pass: no encoder runs twice.
         """
+        layer = self.attention_layer
         if self.tag_head is None:
-            pooled = self.encoder.encode(np.stack(loaded))
-            return pooled, None, self._classify([(self.encoder, pooled)])
-        pooled, per_view = _encode_views(self.encoder, self.tag_head, loaded)
+            if layer:
+                pooled, (maps,) = self.encoder.encode_layers(np.stack(loaded), (layer,))
+            else:
+                pooled = maps = self.encoder.encode(np.stack(loaded))
+            return maps, None, self._classify([(self.encoder, pooled)])
+        pooled, per_view, maps = _encode_views(self.encoder, self.tag_head, loaded, layer)
         pooled = pooled[:len(loaded)]
         extra = [self._encode_for(head, encoder, loaded) for head, encoder in self.extra_heads]
         classified = [(self.encoder, pooled)] + [(encoder, extra_pooled) for (_, encoder), (extra_pooled, _)
                                                  in zip(self.extra_heads, extra)]
-        return pooled, [per_view] + [views for _, views in extra], self._classify(classified)
+        decoder_inputs = pooled if maps is None else maps[:len(loaded)]
+        return decoder_inputs, [per_view] + [views for _, views in extra], self._classify(classified)
 
     def _classify(self, encoded: list[tuple[object, np.ndarray]]) -> np.ndarray | None:
         if not self.classifier:
@@ -229,7 +263,7 @@ class Captioner:
         resized = [image if image.shape[0] == size else
                    np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
                    for image in loaded]
-        pooled, per_view = _encode_views(encoder, head, resized)
+        pooled, per_view, _ = _encode_views(encoder, head, resized)
         return pooled[:len(loaded)], per_view
 
     def evidence(self, images: Sequence, beam_width: int | None = None,
@@ -247,10 +281,11 @@ class Captioner:
             if isinstance(item, ImageError):
                 results.append(item)
                 continue
-            caption_set, head, classes, timings = item
+            caption_set, head, classes, timings, grid = item
             started = time.perf_counter()
             evidence = gather_evidence(caption_set, head, classes, config)
-            results.append((evidence, caption_set, {**timings, "extract_s": time.perf_counter() - started}))
+            results.append((evidence, caption_set, {**timings, "extract_s": time.perf_counter() - started},
+                            grid))
         return results
 
     def suggest(self, images: Sequence, beam_width: int | None = None,
@@ -263,25 +298,33 @@ class Captioner:
             if isinstance(item, ImageError):
                 results.append(item)
                 continue
-            evidence, caption_set, timings = item
+            evidence, caption_set, timings, grid = item
             started = time.perf_counter()
             hashtags = fuse_hashtags(evidence, config, self.fusion)
             confidence = caption_confidence(evidence, self.fusion)
             timings["extract_s"] += time.perf_counter() - started
             results.append(CaptionResult(caption_set.caption, caption_set.captions,
                                       caption_set.log_probs, hashtags, self.model_version, timings,
-                                      caption_confidence=confidence, caption_words=evidence.caption_words))
+                                      caption_confidence=confidence, caption_words=evidence.caption_words,
+                                      attention=caption_set.attention,
+                                      attention_grid=None if grid is None else tuple(grid)))
         return results
 
 
-def _encode_views(encoder, head: TagHead, images: list[np.ndarray],
-                  ) -> tuple[np.ndarray, list[np.ndarray]]:
+def _encode_views(encoder, head: TagHead, images: list[np.ndarray], decoder_layer: str = "",
+                  ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
     """One encoder batch over every view of ``head``: the pooled features of all rows (view-major,
-    so the first ``len(images)`` are the plain view) and, per view, what the head reads."""
+    so the first ``len(images)`` are the plain view), per view what the head reads, and the
+    output maps of ``decoder_layer`` for all rows (None without one) from the same pass."""
     batch = np.stack([apply_view(image, view) for view in head.views for image in images])
-    if head.tap:
-        pooled, maps = encoder.encode_tapped(batch, head.tap)
+    taps = tuple(dict.fromkeys(tap for tap in (head.tap, decoder_layer) if tap))
+    decoder_maps = None
+    if taps:
+        pooled, layer_maps = encoder.encode_layers(batch, taps)
+        by_tap = dict(zip(taps, layer_maps))
+        maps = by_tap[head.tap] if head.tap else pooled
+        decoder_maps = by_tap.get(decoder_layer)
     else:
         pooled = maps = encoder.encode(batch)
     count = len(images)
-    return pooled, [maps[start:start + count] for start in range(0, len(batch), count)]
+    return pooled, [maps[start:start + count] for start in range(0, len(batch), count)], decoder_maps

@@ -27,19 +27,28 @@ TINY_CAPTIONS = (
 
 
 def make_tiny_artifact(out_dir: str | Path, encoder: str = "efficientnet_lite0",
-                       epochs: int = 60, seed: int = 0, version: str | None = None) -> Path:
+                       epochs: int = 60, seed: int = 0, version: str | None = None,
+                       attention: bool = False) -> Path:
+    """``attention``: a decoder that attends over the encoder's map (7x7 positions for Lite0),
+    trained on maps whose positions scatter around each cluster's centre."""
     keras.utils.set_random_seed(seed)
     spec = get_encoder_spec(encoder)
     tokenized = [clean_caption(caption) for caption in TINY_CAPTIONS]
     vocabulary = Vocabulary.build(tokenized, min_count=1)
     config = DecoderConfig(vocabulary_size=len(vocabulary), feature_dim=spec.feature_dim,
-                           embedding_dim=16, units=32, dropout=0.0, max_length=12)
+                           embedding_dim=16, units=32, dropout=0.0, max_length=12,
+                           attention_units=8 if attention else 0,
+                           attention_layer=spec.spatial_layer if attention else "")
     decoder = build_decoder(config)
     rng = np.random.default_rng(seed)
     centres = rng.normal(0.0, 1.0, (len(TINY_CAPTIONS), spec.feature_dim)).astype(np.float32)
     samples_per_caption = 16
     features = np.repeat(centres, samples_per_caption, axis=0)
     features += rng.normal(0.0, 0.1, features.shape).astype(np.float32)
+    if attention:
+        positions = (spec.input_size // 32) ** 2
+        features = features[:, None, :] + rng.normal(
+            0.0, 0.5, (len(features), positions, spec.feature_dim)).astype(np.float32)
     rows = [vocabulary.encode(tokens) for tokens in tokenized]
     width = max(len(row) for row in rows)
     ids = np.array([row + [0] * (width - len(row)) for row in rows], np.int32)

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                  "patience", "seed", "beam_width", "tag_head_epochs", "tag_head_units",
                  "tag_min_images"):
         train.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name])
+    train.add_argument("--attention-units", type=int, default=defaults["attention_units"],
+                       help="attend over the encoder's spatial map with this many attention "
+                            "units (0: the pooled feature only; default: %(default)s)")
     train.add_argument("--strategy", choices=["default", "mirrored", "multiworker"],
                        default="default")
     train.add_argument("--extra-data", action="append", default=[], metavar="DIR",
@@ -104,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--finetune-tap", default=None, metavar="LAYER",
                       help="then fine-tune the encoder's layers after LAYER with the head "
                            "(the shipped model: block14_add, EfficientNet-Lite0's last block)")
+    head.add_argument("--copy-from", default=None, metavar="MODEL_DIR",
+                      help="copy this artifact's tag heads (same encoder; they read the encoder, "
+                           "not the decoder) instead of training, e.g. onto a newly trained "
+                           "decoder; then measure them on dev as usual")
     head.add_argument("--finetune-epochs", type=int, default=head_defaults["finetune_epochs"])
     head.add_argument("--finetune-learning-rate", type=float,
                       default=head_defaults["finetune_learning_rate"])
@@ -194,7 +201,8 @@ def run_evaluate(args) -> int:
     from mlcore.fusion import load_fusion_config  # lazy: TensorFlow start-up (mlcore.decoding)
     from training.evaluate import (evaluate_caption_sets, human_caption_scores,  # lazy: TensorFlow
                                    human_tag_scores)
-    from training.train import class_probabilities, heads_inputs  # lazy: TensorFlow start-up
+    from training.train import (class_probabilities, decoder_features,  # lazy: TensorFlow
+                                heads_inputs)
 
     model_dir = Path(args.model) if args.model else DEFAULT_MODEL_DIR
     try:
@@ -215,7 +223,12 @@ def run_evaluate(args) -> int:
     step_decoder = StepDecoder(decoder, vocabulary,
                                length_penalty=float(info.decoding.get("length_penalty", 0.7)),
                                precision=args.precision)
-    caption_sets = step_decoder.decode(features[keep], beam_width=beam)
+    decoder_inputs = features
+    if decoder.config.attends:
+        decoder_inputs, _ = decoder_features(decoder.config, info.encoder["name"],
+                                             [example.image_path for example in examples],
+                                             args.cache_dir)
+    caption_sets = step_decoder.decode(decoder_inputs[keep], beam_width=beam)
     try:
         tag_heads = load_tag_heads(model_dir)
     except ArtifactError as error:
@@ -272,7 +285,8 @@ def run_tag_head(args) -> int:
     config = TagHeadConfig(
         data=args.data, model=args.model, encoder=args.encoder, cache_dir=args.cache_dir,
         epochs=args.epochs, units=args.units, seed=args.seed, min_images=args.min_images,
-        finetune_tap=args.finetune_tap, finetune_epochs=args.finetune_epochs,
+        finetune_tap=args.finetune_tap, copy_from=args.copy_from,
+        finetune_epochs=args.finetune_epochs,
         finetune_learning_rate=args.finetune_learning_rate,
         train_views=tuple(args.train_views.split(",")), views=tuple(args.views.split(",")),
         version=args.version)

@@ -36,6 +36,7 @@ class TrainConfig:
     embedding_dim: int = 256
     units: int = 512
     dropout: float = 0.3
+    attention_units: int = 0  # > 0: attend over the encoder's spatial map (mlcore.decoder)
     label_smoothing: float = 0.0
     min_count: int = 5
     max_length: int = 32
@@ -76,6 +77,8 @@ class TagHeadConfig:
     seed: int = 42
     min_images: int = TAG_MIN_IMAGES
     finetune_tap: str | None = None
+    #: copy the heads of this artifact (same encoder) instead of training: a new decoder keeps them
+    copy_from: str | None = None
     finetune_epochs: int = TAG_HEAD_FINETUNE_EPOCHS
     finetune_learning_rate: float = TAG_HEAD_FINETUNE_LEARNING_RATE
     train_views: tuple[str, ...] = DEFAULT_TRAIN_VIEWS

@@ -38,10 +38,12 @@ def caption_dataset(features: np.ndarray | Sequence[np.ndarray], image_index: np
 
     ``features`` may be a list of views of the same images (plain, flipped); when shuffling, each
     caption then draws one view at random, a cheap augmentation that needs no CNN at train time.
+    They keep their dtype in memory (float16 spatial maps: half the size) and reach the model as
+    float32. The table is a variable, not a constant: a constant is copied into the pipeline's
+    graph, which cannot exceed 2 GB (a split's spatial maps do).
     """
-    views = np.stack(features if isinstance(features, (list, tuple)) else [features]).astype(
-        np.float32)
-    view_table = tf.constant(views)
+    views = np.stack(features if isinstance(features, (list, tuple)) else [features])
+    view_table = tf.Variable(views, trainable=False, name="feature_table")
     view_count = views.shape[0]
     dataset = tf.data.Dataset.from_tensor_slices((image_index, caption_ids))
     if shuffle:
@@ -53,7 +55,8 @@ def caption_dataset(features: np.ndarray | Sequence[np.ndarray], image_index: np
             view = tf.random.uniform(tf.shape(indices), 0, view_count, dtype=tf.int32)
         else:
             view = tf.zeros_like(indices)
-        image_features = tf.gather_nd(view_table, tf.stack([view, indices], axis=1))
+        image_features = tf.cast(tf.gather_nd(view_table, tf.stack([view, indices], axis=1)),
+                                 tf.float32)
         longest = tf.reduce_max(tf.reduce_sum(tf.cast(ids != 0, tf.int32), axis=1))
         ids = ids[:, :longest]
         return (image_features, ids[:, :-1]), ids[:, 1:]

@@ -82,12 +82,13 @@ class FeatureCache:
         os.replace(temporary, path)
 
     def features_for(self, image_paths: Sequence[str | Path], encoder=None, batch_size: int = 32,
-                     progress: bool = True) -> tuple[np.ndarray, list[str | None]]:
+                     progress: bool = True, dtype=np.float32) -> tuple[np.ndarray, list[str | None]]:
         """Features for every path, computing only the missing ones.
 
         Returns ``(features (N, D) — (N, *map shape) with a tap —, errors)``; ``errors[i]`` is a message for an unreadable
         image (its row is zeros) and ``None`` otherwise. ``encoder`` is built lazily, so a fully
-        cached run never loads the CNN at all.
+        cached run never loads the CNN at all. ``dtype``: of the returned matrix (float16 keeps
+        a split's spatial maps at their size on disk).
         """
         digests = [file_sha256(path) for path in image_paths]
         rows: list[np.ndarray | None] = [self.get(digest) for digest in digests]
@@ -128,7 +129,7 @@ class FeatureCache:
                 bar.update(len(todo[start:start + batch_size]))
             bar.close()
         shape = next((row.shape for row in rows if row is not None), (0,))
-        matrix = np.zeros((len(rows), *shape), np.float32)
+        matrix = np.zeros((len(rows), *shape), dtype)
         for index, row in enumerate(rows):
             if row is not None:
                 matrix[index] = row

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from mlcore.artifact import load_artifact, revise, tag_head_version
+from mlcore.artifact import load_artifact, read_info, revise, tag_head_version
 from mlcore.tag_head import check_head_views, load_tag_heads, member_dir
 from mlcore.views import check_views
 from training.config import TagHeadConfig, TrainConfig
@@ -53,24 +53,41 @@ def run_tag_head_job(config: TagHeadConfig) -> TagHeadResult | None:
                                   beam_width=int(info.decoding.get("beam_width", 3)),
                                   length_penalty=float(info.decoding.get("length_penalty", 0.7)))
     dataset = Flickr8k.load(config.data)
-    head = _train(config, features_config, dataset, train_views)
-    if head is None:
-        return None
-    head.views = test_views
+    if config.copy_from:
+        copied = load_tag_heads(config.copy_from)
+        if not copied or copied[0].encoder not in ("", captioner_encoder):
+            raise ValueError(f"{config.copy_from} has no tag head on {captioner_encoder}")
+        source = read_info(config.copy_from)
+    else:
+        head = _train(config, features_config, dataset, train_views)
+        if head is None:
+            return None
+        head.views = test_views
     with revise(config.model) as revision:
-        revision.write_tag_head(head, extra=extra)
+        training = revision.manifest.setdefault("training", {})
+        if config.copy_from:  # the heads read the encoder, never the decoder: they carry over
+            for index, member in enumerate(copied):
+                revision.write_tag_head(member, extra=index > 0)
+            for key, recipe in source.training.items():
+                if key == "tag_head" or key.startswith("tag_head_"):
+                    training[key] = {**recipe, "copied_from": source.version}
+        else:
+            revision.write_tag_head(head, extra=extra)
         heads = load_tag_heads(revision.directory)  # measured as stored (int8 kernels)
         caption_config = dataclasses.replace(features_config, encoder=captioner_encoder)
         (dev_features,), dev_examples = compute_features(caption_config,
                                                          dataset.split("dev").examples, ("plain",))
         dev_inputs = heads_inputs(heads, dev_features, [e.image_path for e in dev_examples],
                                   captioner_encoder, config.cache_dir)
+        (decoder_inputs,), _ = compute_features(caption_config, dev_examples, ("plain",),
+                                                decoder.config.attention_layer)
         metrics = evaluate_decoder(decoder, vocabulary, heads, dev_features, dev_examples,
-                                   caption_config, head_inputs=dev_inputs)
-        training = revision.manifest.setdefault("training", {})
+                                   caption_config, head_inputs=dev_inputs,
+                                   decoder_inputs=decoder_inputs)
         training["dev_metrics"] = metrics
-        key = member_dir(config.model, features_config.encoder).name if extra else "tag_head"
-        training[key] = _recipe(config, head, train_views)
+        if not config.copy_from:
+            key = member_dir(config.model, features_config.encoder).name if extra else "tag_head"
+            training[key] = _recipe(config, head, train_views)
         revision.version = config.version or tag_head_version(info.version, revision.directory)
     logger.info("%s: version %s (was %s)", config.model, revision.version, info.version)
     return TagHeadResult(revision.version, info.version, metrics)

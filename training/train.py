@@ -85,20 +85,40 @@ def load_examples(config: TrainConfig) -> tuple[list[Example], list[Example], di
     return train, dev_split.examples, stats
 
 
-def compute_features(config: TrainConfig, examples: list[Example], views: tuple[str, ...]):
-    """Feature matrices per view, plus the examples whose image could be read."""
+def cached_features(encoder_name: str, image_paths, cache_dir=None, view: str = "plain",
+                    attention_layer: str = "") -> tuple[np.ndarray, list[str | None]]:
+    """The feature cache's rows for these images: pooled features, or with ``attention_layer``
+    that layer's output maps flattened to ``(N, positions, channels)``, kept in float16 (a
+    split's maps take gigabytes as float32). Plus an error message per unreadable image."""
+    tap = attention_layer or None
+    matrix, errors = FeatureCache(encoder_name, cache_dir, view=view, tap=tap).features_for(
+        list(image_paths), dtype=np.float16 if tap else np.float32)
+    if tap and matrix.ndim == 4:
+        matrix = matrix.reshape(len(matrix), -1, matrix.shape[-1])
+    return matrix, errors
+
+
+def decoder_features(decoder_config: DecoderConfig, encoder_name: str, image_paths,
+                     cache_dir=None) -> tuple[np.ndarray, list[str | None]]:
+    """What ``decoder_config``'s decoder reads for these images (plain view), from the cache."""
+    return cached_features(encoder_name, image_paths, cache_dir,
+                           attention_layer=decoder_config.attention_layer)
+
+
+def compute_features(config: TrainConfig, examples: list[Example], views: tuple[str, ...],
+                     attention_layer: str = ""):
+    """Feature matrices per view (see :func:`cached_features`), plus the examples whose image
+    could be read."""
     matrices, keep = [], np.ones(len(examples), bool)
     paths = [example.image_path for example in examples]
     for view in views:
-        cache = FeatureCache(config.encoder, config.cache_dir, view=view)
-        matrix, errors = cache.features_for(paths)
+        matrix, errors = cached_features(config.encoder, paths, config.cache_dir, view,
+                                         attention_layer)
         for index, error in enumerate(errors):
             if error:
                 logger.warning("%s: %s (skipped)", examples[index].image_path, error)
                 keep[index] = False
         matrices.append(matrix)
-        logger.info("features %s/%s: %d cached, %d computed", config.encoder, view, cache.hits,
-                    cache.computed)
     kept = [example for example, ok in zip(examples, keep) if ok]
     return [matrix[keep] for matrix in matrices], kept
 
@@ -153,21 +173,23 @@ def class_probabilities(encoder_names: Sequence[str], features: np.ndarray, imag
 
 
 def evaluate_decoder(decoder, vocabulary, tag_heads, features, examples, config,
-                     head_inputs: Sequence | None = None) -> dict:
+                     head_inputs: Sequence | None = None, decoder_inputs=None) -> dict:
     """Dev metrics for greedy and the configured beam, with the tag heads when there are any.
 
     ``tag_heads``: the artifact's head and its extra heads (:func:`mlcore.tag_head.load_tag_heads`;
-    empty: none). ``head_inputs``: what each head reads (:func:`heads_inputs`); default
-    ``features`` for each.
+    empty: none). ``features``: the pooled features. ``head_inputs``: what each head reads
+    (:func:`heads_inputs`); default ``features`` for each. ``decoder_inputs``: what the decoder
+    reads (:func:`decoder_features`); default ``features``.
     """
     step_decoder = StepDecoder(decoder, vocabulary, length_penalty=config.length_penalty)
     references = [example.captions for example in examples]
     head_inputs = [features] * len(tag_heads) if head_inputs is None else head_inputs
+    decoder_inputs = features if decoder_inputs is None else decoder_inputs
     heads = average_probabilities(tag_heads, head_inputs) if tag_heads else None
     # The decoder's precision is "auto" (bfloat16 products on hardware that has them), so the
     # recorded metrics say which one produced them.
     return {f"beam{width}": {**evaluate_caption_sets(references,
-                                                     step_decoder.decode(features, width),
+                                                     step_decoder.decode(decoder_inputs, width),
                                                      tag_probabilities=heads),
                              "precision": step_decoder.precision}
             for width in sorted({1, config.beam_width})}
@@ -190,6 +212,9 @@ def train(config: TrainConfig) -> Path:
             if decoder.config.feature_dim != spec.feature_dim:
                 raise ValueError(f"--init model expects {decoder.config.feature_dim}-d features, "
                                  f"encoder {config.encoder} gives {spec.feature_dim}")
+            if config.attention_units and not decoder.config.attends:
+                raise ValueError("--attention-units cannot add attention to an --init model "
+                                 "that has none; train a new model instead")
         else:
             vocabulary = Vocabulary.build(
                 (tokens for example in train_examples for tokens in example.tokenized),
@@ -197,15 +222,22 @@ def train(config: TrainConfig) -> Path:
             decoder = build_decoder(DecoderConfig(
                 vocabulary_size=len(vocabulary), feature_dim=spec.feature_dim,
                 embedding_dim=config.embedding_dim, units=config.units, dropout=config.dropout,
-                max_length=config.max_length))
+                max_length=config.max_length, attention_units=config.attention_units,
+                attention_layer=spec.spatial_layer if config.attention_units else ""))
         decoder.model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
                               loss=masked_loss(config.label_smoothing))
     max_length = decoder.config.max_length
+    train_inputs, dev_inputs = train_features, dev_features
+    if decoder.config.attends:  # the same images (all readable), as maps
+        train_inputs, _ = compute_features(config, train_examples, views,
+                                           decoder.config.attention_layer)
+        (dev_inputs,), _ = compute_features(config, dev_examples, ("plain",),
+                                            decoder.config.attention_layer)
     train_index, train_ids = encode_captions(train_examples, vocabulary, max_length)
     dev_index, dev_ids = encode_captions(dev_examples, vocabulary, max_length)
-    train_data = caption_dataset(train_features, train_index, train_ids, config.batch_size,
+    train_data = caption_dataset(train_inputs, train_index, train_ids, config.batch_size,
                                  shuffle=True, seed=config.seed)
-    dev_data = caption_dataset(dev_features, dev_index, dev_ids, config.batch_size * 4,
+    dev_data = caption_dataset(dev_inputs, dev_index, dev_ids, config.batch_size * 4,
                                shuffle=False)
 
     out = Path(config.out)
@@ -253,7 +285,7 @@ def train(config: TrainConfig) -> Path:
     if config.evaluate_dev and dev_examples:
         metadata["dev_metrics"] = evaluate_decoder(decoder, vocabulary,
                                                    [tag_head] if tag_head else [], dev_features,
-                                                   dev_examples, config)
+                                                   dev_examples, config, decoder_inputs=dev_inputs)
     encoder = {"name": spec.name, "input_size": spec.input_size, "feature_dim": spec.feature_dim,
                "preprocessing": spec.preprocessing}
     save_artifact(out, decoder=decoder, vocabulary=vocabulary, encoder=encoder,

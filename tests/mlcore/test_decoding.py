@@ -1,4 +1,4 @@
-"""Greedy and beam search on a real (tiny, trained) decoder."""
+"""Greedy and beam search on real (tiny, trained) decoders, with and without attention."""
 
 import numpy as np
 import pytest
@@ -8,17 +8,39 @@ from mlcore.decoding import StepDecoder
 from mlcore.vocabulary import Vocabulary
 
 CAPTIONS = [["a", "dog", "runs"], ["a", "cat", "sleeps", "on", "a", "sofa"], ["two", "birds"]]
+POSITIONS = 4  # of the attention decoders' maps (a 2x2 grid)
+KINDS = ["pooled", "attention"]
 
 
-@pytest.fixture(scope="module")
-def trained():
+def _config(kind: str, **fields) -> DecoderConfig:
+    attention = {"attention_units": 6, "attention_layer": "head_relu6"} if kind == "attention" else {}
+    return DecoderConfig(feature_dim=8, embedding_dim=8, units=16, dropout=0.0, **fields,
+                         **attention)
+
+
+def _random(decoder, seed: int, count: int) -> np.ndarray:
+    """Random inputs of the decoder's kind: pooled features or maps."""
+    shape = (count, POSITIONS, 8) if decoder.config.attends else (count, 8)
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def _as_inputs(decoder, pooled: np.ndarray) -> np.ndarray:
+    """Maps whose positions differ and whose mean is ``pooled``, for an attention decoder."""
+    if not decoder.config.attends:
+        return pooled
+    pattern = np.random.default_rng(9).normal(size=(POSITIONS, pooled.shape[1]))
+    return (pooled[:, None, :] + pattern - pattern.mean(0)).astype(np.float32)
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def trained(request):
     import keras
 
     keras.utils.set_random_seed(1)
     vocabulary = Vocabulary.build(CAPTIONS, min_count=1)
-    decoder = build_decoder(DecoderConfig(vocabulary_size=len(vocabulary), feature_dim=8,
-                                          embedding_dim=8, units=16, dropout=0.0, max_length=10))
-    centres = np.eye(3, 8, dtype=np.float32) * 3
+    decoder = build_decoder(_config(request.param, vocabulary_size=len(vocabulary),
+                                    max_length=10))
+    centres = _as_inputs(decoder, np.eye(3, 8, dtype=np.float32) * 3)
     rows = [vocabulary.encode(c) for c in CAPTIONS]
     width = max(map(len, rows))
     ids = np.array([r + [0] * (width - len(r)) for r in rows], np.int32)
@@ -39,10 +61,10 @@ def test_greedy_reproduces_the_learned_captions(trained):
 
 def _step_logits(step: StepDecoder, features: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Teacher-forced logits from the step decoder, one compiled-free step per position."""
-    hidden, cell = step._initial_state(features)
+    hidden, cell, memory = step._initial_state(features)
     logits = []
     for position in range(ids.shape[1]):
-        step_logits, hidden, cell = step._step(ids[:, position], hidden, cell)
+        step_logits, hidden, cell, _ = step._step(ids[:, position], hidden, cell, memory)
         logits.append(step_logits.numpy())
     return np.stack(logits, axis=1)
 
@@ -76,7 +98,7 @@ def test_bfloat16_decodes_the_learned_captions(trained):
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_beam_width_one_agrees_with_greedy(trained, precision):
     decoder, vocabulary, _ = trained
-    features = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
+    features = _random(decoder, 0, 16)
     step = StepDecoder(decoder, vocabulary, precision=precision)
     greedy = step.greedy(features)
     beam = step.beam_search(features, width=1)
@@ -99,7 +121,7 @@ def test_beam_returns_sorted_distinct_captions_per_image(trained):
 
 def test_beam_search_never_loses_to_greedy(trained):
     decoder, vocabulary, _ = trained
-    features = np.random.default_rng(2).normal(size=(32, 8)).astype(np.float32)
+    features = _random(decoder, 2, 32)
     step = StepDecoder(decoder, vocabulary, length_penalty=0.0)
     greedy = step.greedy(features)
     beam = step.beam_search(features, width=4)
@@ -109,7 +131,7 @@ def test_beam_search_never_loses_to_greedy(trained):
 
 def test_batches_decode_like_single_images(trained):
     decoder, vocabulary, _ = trained
-    features = np.random.default_rng(3).normal(size=(5, 8)).astype(np.float32)
+    features = _random(decoder, 3, 5)
     step = StepDecoder(decoder, vocabulary)
     together = step.beam_search(features, width=3)
     alone = [step.beam_search(features[i:i + 1], width=3)[0] for i in range(5)]
@@ -119,9 +141,9 @@ def test_batches_decode_like_single_images(trained):
 def test_empty_batch_and_bad_width(trained):
     decoder, vocabulary, _ = trained
     step = StepDecoder(decoder, vocabulary)
-    assert step.greedy(np.zeros((0, 8), np.float32)) == []
+    assert step.greedy(_random(decoder, 0, 0)) == []
     with pytest.raises(ValueError):
-        step.beam_search(np.zeros((1, 8), np.float32), width=0)
+        step.beam_search(_random(decoder, 0, 1), width=0)
 
 
 def test_vocabulary_round_trip(tmp_path):
@@ -147,16 +169,16 @@ def test_sampling_draws_the_learned_captions_for_confident_inputs(trained):
     assert [s.captions for s in again] == [s.captions for s in samples]  # seeded: reproducible
 
 
-@pytest.fixture(scope="module")
-def wide():
+@pytest.fixture(scope="module", params=KINDS)
+def wide(request):
     """An untrained decoder over a 300-word vocabulary (ten output chunks) whose <end> comes
     after a varied number of words, so rows leave a batch at different steps."""
     import keras
 
     keras.utils.set_random_seed(5)
     vocabulary = Vocabulary.build([[f"w{index}"] for index in range(296)], min_count=1)
-    decoder = build_decoder(DecoderConfig(vocabulary_size=len(vocabulary), feature_dim=8,
-                                          embedding_dim=8, units=16, dropout=0.0, max_length=12))
+    decoder = build_decoder(_config(request.param, vocabulary_size=len(vocabulary),
+                                    max_length=12))
     kernel = np.asarray(decoder.output_projection.kernel).copy()
     kernel[:, vocabulary.end_id] = np.random.default_rng(5).normal(scale=3.0, size=16)
     decoder.output_projection.kernel.assign(kernel)
@@ -182,7 +204,7 @@ def test_rows_leaving_the_batch_early_do_not_change_any_result(wide):
     """float32: bfloat16 products may round differently for other batch sizes on other CPUs."""
     decoder, vocabulary = wide
     step = StepDecoder(decoder, vocabulary, precision="float32")
-    features = np.random.default_rng(7).normal(size=(40, 8)).astype(np.float32)
+    features = _random(decoder, 7, 40)
     greedy = step.greedy(features)
     lengths = {len(result.caption.split()) for result in greedy}
     # really staggered: some end at once, some run to max_length (12 words, no <end>)
@@ -213,3 +235,60 @@ def test_beams_wider_than_the_vocabulary_never_emit_banned_or_padding_ids():
     for result in step.beam_search(features, width=5):
         assert 1 <= len(result.captions) <= 2
         assert all(set(caption.split()) <= {"dog"} for caption in result.captions)
+
+
+@pytest.fixture(scope="module")
+def attending():
+    """An untrained attention decoder with weights large enough for peaked attention."""
+    import keras
+
+    keras.utils.set_random_seed(11)
+    vocabulary = Vocabulary.build([[f"w{index}"] for index in range(40)], min_count=1)
+    decoder = build_decoder(_config("attention", vocabulary_size=len(vocabulary), max_length=8))
+    for variable in decoder.attention.scores.weights:  # the energies' scale
+        variable.assign(np.asarray(variable) * 10.0)
+    return decoder, vocabulary
+
+
+def _keras_attention(decoder, maps: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The training model's own layers: the attention weights of each position of ``ids``."""
+    import keras
+
+    lstm_output = keras.Model(decoder.model.inputs,
+                              decoder.model.get_layer("caption_lstm").output)([maps, ids])
+    attention = decoder.attention
+    _, weights = attention.scores([attention.query(lstm_output), attention.values(maps),
+                                   attention.keys(maps)], return_attention_scores=True)
+    return np.asarray(weights)
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_each_word_keeps_the_attention_it_was_chosen_with(attending, width):
+    decoder, vocabulary = attending
+    maps = _random(decoder, 12, 6) * 3
+    step = StepDecoder(decoder, vocabulary, precision="float32")
+    checked = 0
+    for image, result in zip(maps, step.decode(maps, beam_width=width)):
+        words = result.caption.split()
+        assert result.attention.shape == (len(words), POSITIONS)
+        if not words:
+            continue
+        checked += 1
+        np.testing.assert_allclose(result.attention.sum(axis=1), 1.0, rtol=1e-5)
+        ids = np.array([vocabulary.encode(words)[:-1]], np.int32)  # <start> + the words
+        expected = _keras_attention(decoder, image[None], ids)[0, :len(words)]
+        np.testing.assert_allclose(result.attention, expected, rtol=1e-4, atol=1e-5)
+        assert np.ptp(result.attention, axis=1).min() > 0.2  # far from uniform: a real check
+    assert checked >= 4
+
+
+def test_a_decoder_without_attention_reports_none(wide):
+    decoder, vocabulary = wide
+    results = StepDecoder(decoder, vocabulary).decode(_random(decoder, 1, 2), beam_width=3)
+    assert all((r.attention is None) != decoder.config.attends for r in results)
+
+
+def test_an_attention_config_needs_its_layer():
+    with pytest.raises(ValueError, match="attention_layer"):
+        DecoderConfig(vocabulary_size=5, feature_dim=4, attention_units=8)
+    assert "attention_units" not in DecoderConfig(vocabulary_size=5, feature_dim=4).to_json()
