@@ -16,6 +16,7 @@ from functools import partial
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
@@ -25,7 +26,7 @@ from mlcore.artifact import ArtifactError, read_info
 from . import review, services, versions
 from .conf import hashtags_settings
 from .dispatch import enqueue_analysis
-from .explain import hedged_caption
+from .explain import attention_overlay, hedged_caption
 from .models import (
     AcceptedTag,
     Hashtag,
@@ -41,16 +42,20 @@ from .watched import REVIEW_PERMISSION, can_promote, content_type_for, watched_f
 from .tags import InvalidTag, canonical_name
 
 
-def _thumbnail(analysis: ImageAnalysis | None, size: int = 64) -> str:
+def _image_url(analysis: ImageAnalysis | None) -> str | None:
     obj = analysis.content_object if analysis else None
-    if obj is None:
-        return "-"
-    file = getattr(obj, analysis.field_name, None)
+    file = getattr(obj, analysis.field_name, None) if obj is not None else None
     if not file:
-        return "-"
+        return None
     try:
-        url = file.url
+        return file.url
     except ValueError:
+        return None
+
+
+def _thumbnail(analysis: ImageAnalysis | None, size: int = 64) -> str:
+    url = _image_url(analysis)
+    if url is None:
         return "-"
     return format_html(
         '<img src="{}" alt="" style="width:{}px;height:{}px;object-fit:cover;border-radius:4px">', url, size, size
@@ -440,7 +445,8 @@ class ImageAnalysisAdmin(admin.ModelAdmin):
     inlines = [SuggestionInline]
     fields = [
         "thumbnail_large", "post", "field_name", "image_name", "image_sha256", "model_version", "status", "error",
-        "caption_display", "caption_confidence", "captions_display", "corrected_caption", "timings_display", "attempts",
+        "caption_display", "attention_display", "caption_confidence", "captions_display", "corrected_caption",
+        "timings_display", "attempts",
         "created", "started", "finished",
     ]
     readonly_fields = [f for f in fields if f != "corrected_caption"]
@@ -475,6 +481,16 @@ class ImageAnalysisAdmin(admin.ModelAdmin):
     @admin.display(description=_("caption"), ordering="caption")
     def caption_display(self, obj):
         return _caption(obj)
+
+    @admin.display(description=_("where the model looked"))
+    def attention_display(self, obj):
+        """The caption's attention over the photo (models with attention), for the caption as shown."""
+        overlay, url = attention_overlay(obj), _image_url(obj)
+        if overlay is None or url is None:
+            return "-"
+        return render_to_string("hashtags/attention_overlay.html", {
+            "overlay": overlay, "image_url": url, "overlay_id": f"attention-{obj.pk}",
+            "overlay_data_id": f"attention-data-{obj.pk}"})
 
     @admin.display(description=_("caption confidence"), ordering="caption_confidence")
     def confidence(self, obj):

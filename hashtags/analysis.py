@@ -269,7 +269,8 @@ def _reuse_identical(analysis: ImageAnalysis, claim: str) -> bool:
         for s in source.suggestions.filter(score__isnull=False).select_related("hashtag", "replaced").order_by("rank", "pk")
     ]
     result = StoredResult(caption=source.caption, caption_confidence=source.caption_confidence,
-                          captions=list(source.captions), hashtags=tags)
+                          captions=list(source.captions), hashtags=tags,
+                          attention_map=source.attention)
     _store(analysis.pk, result, {"reused_from": source.pk}, claim)
     return True
 
@@ -289,6 +290,7 @@ class StoredResult:
     caption_confidence: float | None
     captions: list[str]
     hashtags: list[StoredTag]
+    attention_map: dict | None = None
 
 
 def _answered(model, pk, field_name: str, asked_before) -> None:
@@ -383,6 +385,7 @@ def _store(analysis_pk: int, result, timings: dict, claim: str | None = None) ->
     confidence = result.caption_confidence
     analysis.caption_confidence = None if confidence is None else float(confidence)
     analysis.captions = list(result.captions)
+    analysis.attention = result.attention_map
     analysis.timings = timings
     analysis.status, analysis.error, analysis.finished = "done", "", timezone.now()
     analysis.save()

@@ -16,8 +16,10 @@ from collections.abc import Iterable
 
 from django.utils.translation import gettext_lazy as _
 from mlcore.extractor import SOURCES as MODEL_SOURCES
+from mlcore.extractor import caption_tags
 
 from .conf import hashtags_settings
+from .extraction import extractor_config
 
 #: The feedback re-ranker proposed the tag although the model did not suggest it.
 FEEDBACK = "feedback"
@@ -59,3 +61,27 @@ def caption_is_uncertain(confidence: float | None) -> bool:
 def hedged_caption(caption: str) -> str:
     """``caption`` worded as a guess, for places that show an uncertain caption as text."""
     return f"{UNCERTAIN_PREFIX} {caption}"
+
+
+def attention_overlay(analysis) -> dict | None:
+    """Where the model looked, as the pages overlay it on the photo: per word of the generated
+    caption its weights over the encoder's grid and the tag it became (None for a stopword), and
+    per caption tag the indices of its words. None when the model has no attention, or when the
+    caption shown is a person's correction (the weights belong to the model's words)."""
+    attention = analysis.attention
+    if not attention or analysis.corrected_caption:
+        return None
+    words = analysis.caption.split()
+    rows = attention.get("words") or []
+    grid = attention.get("grid") or []
+    if len(rows) != len(words) or len(grid) != 2:
+        return None
+    config = extractor_config()
+    entries, tags = [], {}
+    for index, (word, weights) in enumerate(zip(words, rows)):
+        found = caption_tags(word, config)
+        tag = found[0] if found else None
+        entries.append({"word": word, "tag": tag, "weights": weights})
+        if tag:
+            tags.setdefault(tag, []).append(index)
+    return {"grid": grid, "words": entries, "tags": tags}

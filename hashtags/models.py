@@ -148,6 +148,12 @@ class ImageAnalysis(models.Model):
                     "confidences were recorded)."),
     )
     captions = models.JSONField(default=list, blank=True)
+    attention = models.JSONField(
+        null=True, blank=True,
+        help_text=_("Where the model looked for each word of the caption: {\"grid\": [rows, columns], "
+                    "\"words\": [[weight per grid cell, row-major] per word]}; empty for a model without "
+                    "attention."),
+    )
     corrected_caption = models.TextField(
         null=True, blank=True, help_text=_("A person's correction of the generated caption.")
     )

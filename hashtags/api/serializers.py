@@ -75,11 +75,29 @@ class ScoredTagSerializer(serializers.Serializer):
     sources = sources_field()
 
 
+class AttentionMapSerializer(serializers.Serializer):
+    """Where the model looked for each word of its caption (a model with attention)."""
+
+    grid = serializers.ListField(child=serializers.IntegerField(), min_length=2, max_length=2,
+                                 help_text="Rows and columns of the encoder's map, which covers the whole image.")
+    words = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()),
+        help_text="One row per word of the caption: its weight on each grid cell (row-major), summing to 1.")
+
+
+def attention_field(**kwargs) -> AttentionMapSerializer:
+    return AttentionMapSerializer(
+        allow_null=True, read_only=True,
+        help_text="Where the model looked for each word of the generated caption; null for a model without attention.",
+        **kwargs)
+
+
 class TagImageResponseSerializer(serializers.Serializer):
     caption = serializers.CharField()
     caption_confidence = caption_confidence_field(stored=False)
     caption_uncertain = caption_uncertain_field()
     captions = serializers.ListField(child=serializers.CharField(), help_text="Beam captions, best first.")
+    attention = attention_field()
     hashtags = ScoredTagSerializer(many=True)
     model_version = serializers.CharField()
     timings = serializers.DictField(child=serializers.FloatField(), required=False)
@@ -101,6 +119,7 @@ class TagImagesResultSerializer(serializers.Serializer):
     caption_confidence = serializers.FloatField(required=False, allow_null=True, help_text="As in tag-image/.")
     caption_uncertain = serializers.BooleanField(required=False, help_text="As in tag-image/.")
     captions = serializers.ListField(child=serializers.CharField(), required=False)
+    attention = attention_field(required=False)
     hashtags = ScoredTagSerializer(many=True, required=False)
     model_version = serializers.CharField(required=False)
     timings = serializers.DictField(child=serializers.FloatField(), required=False)
@@ -163,12 +182,13 @@ class AnalysisSerializer(serializers.ModelSerializer):
     field = serializers.CharField(source="field_name")
     caption_confidence = caption_confidence_field()
     caption_uncertain = caption_uncertain_field(source="caption_is_uncertain")
+    attention = attention_field()
 
     class Meta:
         model = ImageAnalysis
         fields = [
             "id", "field", "status", "error", "caption", "caption_confidence", "caption_uncertain",
-            "corrected_caption", "captions", "model_version",
+            "corrected_caption", "captions", "attention", "model_version",
             "image_sha256", "timings", "attempts", "created", "started", "finished",
         ]
         read_only_fields = fields

@@ -258,6 +258,7 @@ def tag_image_payload(result) -> dict:
         "caption_confidence": result.caption_confidence,
         "caption_uncertain": caption_is_uncertain(result.caption_confidence),
         "captions": list(result.captions),
+        "attention": result.attention_map,
         "hashtags": [
             {"tag": h.tag, "score": round(float(h.score), 4), "sources": list(h.sources)} for h in result.hashtags
         ],

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from hashtags import query, services
 from hashtags.conf import hashtags_settings
 from hashtags.dispatch import enqueue_analysis
-from hashtags.explain import UNCERTAIN_PREFIX, hedged_caption
+from hashtags.explain import UNCERTAIN_PREFIX, attention_overlay, hedged_caption
 from hashtags.models import AcceptedTag, Hashtag, HashtagOptOut, ImageAnalysis, Suggestion
 from hashtags.watched import can_review, content_type_for
 from hashtags.tags import InvalidTag, canonical_name
@@ -183,6 +183,7 @@ def post_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "waiting": status in WAITING,
         "caption": caption,
         "caption_uncertain": caption_uncertain,
+        "attention": attention_overlay(analysis) if analysis is not None else None,
         "uncertain_prefix": UNCERTAIN_PREFIX,
         "photo_alt": photo_alt(post, caption, caption_uncertain),
         "suggestions": suggestions,

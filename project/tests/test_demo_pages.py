@@ -192,3 +192,15 @@ def test_demo_page_states_a_persons_corrected_caption_as_fact(explained, client,
     page = client.get(reverse("posts:detail", args=[post.pk])).content.decode()
     assert "caption-uncertain" not in page and "Possibly:" not in page
     assert f'alt="Photo by {user.username}: a puppy on a lawn"' in page
+
+
+def test_the_owner_sees_where_the_model_looked_and_others_do_not(client, attending, make_post, user,
+                                                                 other_user):
+    post = make_post()
+    client.force_login(user)
+    page = client.get(post.get_absolute_url()).content.decode()
+    assert 'id="attention-data"' in page and 'data-frame="photo-frame"' in page
+    assert "Where the model looked" in page
+    client.force_login(other_user)  # the caption is the owner's and moderators' only: so is this
+    page = client.get(post.get_absolute_url()).content.decode()
+    assert "attention-data" not in page and "Where the model looked" not in page

@@ -92,6 +92,24 @@ def model(hashtags_config, tiny_artifact):
     reset_captioner()
 
 
+@pytest.fixture(scope="session")
+def attention_artifact(tmp_path_factory):
+    """A tiny trained captioner whose decoder attends over the encoder's 7x7 map."""
+    from mlcore.testing import make_tiny_artifact
+
+    return make_tiny_artifact(tmp_path_factory.mktemp("attending-model"), attention=True)
+
+
+@pytest.fixture
+def attending(hashtags_config, attention_artifact):
+    """Analyses run inline with the tiny attention model (as ``model`` does with the plain one)."""
+    from hashtags.inference import reset_captioner
+
+    hashtags_config(EXECUTOR="sync", MODEL_DIR=str(attention_artifact), MIN_SCORE=0.0)
+    yield attention_artifact
+    reset_captioner()
+
+
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user("owner", password="pw-owner-123")
