@@ -119,7 +119,7 @@ class TagImagesResultSerializer(serializers.Serializer):
     caption_confidence = serializers.FloatField(required=False, allow_null=True, help_text="As in tag-image/.")
     caption_uncertain = serializers.BooleanField(required=False, help_text="As in tag-image/.")
     captions = serializers.ListField(child=serializers.CharField(), required=False)
-    attention = attention_field(required=False)
+    attention = AttentionMapSerializer(required=False, allow_null=True, help_text="As in tag-image/.")
     hashtags = ScoredTagSerializer(many=True, required=False)
     model_version = serializers.CharField(required=False)
     timings = serializers.DictField(child=serializers.FloatField(), required=False)
